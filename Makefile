@@ -1,0 +1,49 @@
+# The two commands of the README: `make run` and `make test`. Both install
+# what is missing (scripts/install-deps.sh), then build.
+BUILD_DIR ?= build
+BUILD_TYPE ?= RelWithDebInfo
+DATA_DIR ?= mailbox-data
+# Cargo's outputs live outside the clone so a second clone builds fast; a
+# cold cache only costs time.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/mailbox/cargo-target
+PYTHON := .venv/bin/python
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: all deps build run test unit interop header sanitize clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
+		-DMAILBOX_CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) >/dev/null
+	@cmake --build $(BUILD_DIR)
+
+run: build
+	$(BUILD_DIR)/mailboxd --data-dir $(DATA_DIR)
+
+unit: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure
+
+interop: build
+	MAILBOX_BUILD_DIR=$(abspath $(BUILD_DIR)) $(PYTHON) -m pytest tests/interop -q
+
+test: unit interop
+
+# Regenerate the bridge's C header after changing bridge/src/lib.rs.
+header: build
+	$(CARGO_TARGET_DIR)/release/mailbox_header_check bridge --write
+
+# Unit tests under ASan+UBSan, then TSan.
+sanitize: deps
+	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMAILBOX_SANITIZE=address \
+		-DMAILBOX_CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) >/dev/null && cmake --build build-asan
+	ctest --test-dir build-asan --output-on-failure
+	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMAILBOX_SANITIZE=thread \
+		-DMAILBOX_CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) >/dev/null && cmake --build build-tsan
+	ctest --test-dir build-tsan --output-on-failure
+
+clean:
+	rm -rf $(BUILD_DIR) build-asan build-tsan

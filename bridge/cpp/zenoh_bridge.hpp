@@ -1,0 +1,150 @@
+// zenoh_bridge.hpp: a thin C++ RAII wrapper over the Rust bridge's C ABI
+// (bridge/include/mailbox_bridge.h). The only place C++ code touches Zenoh.
+//
+// Threads: a Session may be used from any thread. Callbacks run on Zenoh's
+// threads; they must be quick, must not throw and should only hand work to
+// another thread. `Query` objects are owned, move-only and may be answered
+// from any thread; destroying one ends the client's reply stream.
+//
+// Ownership: Session owns the Zenoh session and must outlive every Queryable
+// and Subscriber declared on it; Queryable/Subscriber own their callback
+// object and undeclare themselves on destruction, after which no callback
+// runs. Views (`std::string_view`) handed to callbacks are valid only during
+// the callback.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "mailbox_bridge.h"
+
+namespace mailbox::zenoh {
+
+// An incoming query; answering it is optional, dropping it finishes it.
+class Query {
+ public:
+  explicit Query(MbzQuery* handle) : handle_(handle) {}
+  Query(Query&& other) noexcept : handle_(other.handle_) { other.handle_ = nullptr; }
+  Query& operator=(Query&& other) noexcept;
+  Query(const Query&) = delete;
+  Query& operator=(const Query&) = delete;
+  ~Query() { finish(); }
+
+  std::string_view key() const;
+  std::string_view parameters() const;
+  std::optional<std::string_view> payload() const;
+  std::optional<std::string_view> encoding() const;
+  std::optional<std::string_view> attachment() const;
+
+  // Both return false when Zenoh refused the reply.
+  bool reply(std::string_view key, std::string_view payload, std::string_view encoding,
+             std::optional<std::string_view> attachment) const;
+  bool reply_error(std::string_view payload, std::string_view encoding) const;
+  // Ends the reply stream now (also done by the destructor).
+  void finish();
+
+ private:
+  MbzQuery* handle_;
+};
+
+struct Sample {
+  std::string_view key;
+  std::string_view payload;
+  std::string_view encoding;
+  std::optional<std::string_view> attachment;
+};
+
+struct Reply {
+  bool ok = false;
+  std::string_view key;  // empty for an error reply
+  std::string_view payload;
+  std::string_view encoding;
+  std::optional<std::string_view> attachment;
+};
+
+enum class QueryTarget : int32_t {
+  kBestMatching = MBZ_TARGET_BEST_MATCHING,
+  kAll = MBZ_TARGET_ALL,
+  kAllComplete = MBZ_TARGET_ALL_COMPLETE,
+};
+enum class Consolidation : int32_t {
+  kAuto = MBZ_CONSOLIDATION_AUTO,
+  kNone = MBZ_CONSOLIDATION_NONE,
+  kMonotonic = MBZ_CONSOLIDATION_MONOTONIC,
+  kLatest = MBZ_CONSOLIDATION_LATEST,
+};
+
+struct GetOptions {
+  uint64_t timeout_ms = 10000;
+  QueryTarget target = QueryTarget::kBestMatching;
+  Consolidation consolidation = Consolidation::kAuto;
+  std::optional<std::string_view> payload;
+  std::optional<std::string_view> encoding;
+  std::optional<std::string_view> attachment;
+};
+
+using QueryHandler = std::function<void(Query&&)>;
+using SampleHandler = std::function<void(const Sample&)>;
+using ReplyHandler = std::function<void(const Reply&)>;
+using DoneHandler = std::function<void()>;
+
+class Queryable;
+class Subscriber;
+
+class Session {
+ public:
+  // Opens a session from a JSON5 config; null and `*error` set on failure.
+  static std::unique_ptr<Session> open(const std::string& config_json5, std::string* error);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  std::unique_ptr<Queryable> declare_queryable(const std::string& key_expr, bool complete, QueryHandler handler,
+                                               std::string* error);
+  std::unique_ptr<Subscriber> declare_subscriber(const std::string& key_expr, SampleHandler handler,
+                                                 std::string* error);
+  bool put(std::string_view key_expr, std::string_view payload, std::optional<std::string_view> encoding,
+           std::optional<std::string_view> attachment);
+  // Sends a query; `on_reply` per reply, `on_done` exactly once at the end
+  // (even when this returns false).
+  bool get(std::string_view selector, const GetOptions& options, ReplyHandler on_reply, DoneHandler on_done);
+
+ private:
+  explicit Session(MbzSession* handle) : handle_(handle) {}
+  MbzSession* handle_;
+};
+
+class Queryable {
+ public:
+  ~Queryable();
+  Queryable(const Queryable&) = delete;
+  Queryable& operator=(const Queryable&) = delete;
+
+ private:
+  friend class Session;
+  Queryable() = default;
+  MbzQueryable* handle_ = nullptr;
+  QueryHandler handler_;
+};
+
+class Subscriber {
+ public:
+  ~Subscriber();
+  Subscriber(const Subscriber&) = delete;
+  Subscriber& operator=(const Subscriber&) = delete;
+
+ private:
+  friend class Session;
+  Subscriber() = default;
+  MbzSubscriber* handle_ = nullptr;
+  SampleHandler handler_;
+};
+
+// Initialises Zenoh's logging from RUST_LOG, else `default_level`.
+void init_logging(const char* default_level);
+
+}  // namespace mailbox::zenoh

@@ -1,0 +1,37 @@
+// client.hpp: a blocking mailbox client over the bridge, for the `mailbox`
+// CLI (and later its load generator).
+//
+// Threads: one Client per thread; calls block until the query ends.
+// Ownership: owns its Zenoh session.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bridge/cpp/zenoh_bridge.hpp"
+
+namespace mailbox {
+
+struct ClientReply {
+  bool ok = false;
+  std::string key;
+  std::string payload;
+  std::string encoding;
+  std::optional<std::string> attachment;
+};
+
+class Client {
+ public:
+  static std::unique_ptr<Client> connect(const std::vector<std::string>& endpoints, std::string* error);
+
+  // Sends a query and collects every reply until it ends or times out.
+  std::vector<ClientReply> query(const std::string& selector, const zenoh::GetOptions& options);
+  bool publish(const std::string& key, const std::string& payload, const std::optional<std::string>& encoding);
+
+ private:
+  std::unique_ptr<zenoh::Session> session_;
+};
+
+}  // namespace mailbox

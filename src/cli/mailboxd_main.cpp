@@ -1,0 +1,139 @@
+// mailboxd: the mailbox server. One process is one node: an embedded Zenoh
+// router, a Raft server (libraft) with the mailbox state machine, and the
+// service that connects the two. With no arguments it runs a single-node
+// cluster on tcp/127.0.0.1:7447 with its data in ./mailbox-data.
+#include <pthread.h>
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "bridge/cpp/zenoh_bridge.hpp"
+#include "cli/zenoh_config.hpp"
+#include "core/limits.hpp"
+#include "replication/raft_node.hpp"
+#include "server/request.hpp"
+#include "server/service.hpp"
+#include "util/log.hpp"
+
+namespace {
+constexpr int kExitUsage = 2;
+constexpr int kExitStartFailed = 1;
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace mailbox;
+  CLI::App app{"mailboxd: a durable, replicated mailbox service over Zenoh"};
+  std::vector<std::string> listen{"tcp/127.0.0.1:7447"};
+  std::vector<std::string> connect;
+  std::string prefix = "forge/mailbox";
+  std::string data_dir = "mailbox-data";
+  uint64_t node_id = 1;
+  std::string raft_address = "127.0.0.1:7450";
+  size_t max_payload_bytes = limits::kDefaultMaxPayloadBytes;
+  std::string default_ttl = "24h";
+  std::string max_wait = "5m";
+  bool multicast = false;
+  std::string log_level = "info";
+  app.add_option("--listen", listen, "Zenoh endpoints the embedded router listens on")->capture_default_str();
+  app.add_option("--connect", connect, "Zenoh endpoints of other routers to connect to");
+  app.add_option("--prefix", prefix, "key prefix of the service")->capture_default_str();
+  app.add_option("--data-dir", data_dir, "directory of the Raft log and snapshots")->capture_default_str();
+  app.add_option("--node-id", node_id, "this node's Raft id (> 0)")->capture_default_str();
+  app.add_option("--raft-address", raft_address, "host:port of this node's Raft transport")->capture_default_str();
+  app.add_option("--max-payload-bytes", max_payload_bytes, "largest message payload")->capture_default_str();
+  app.add_option("--default-ttl", default_ttl, "time to live of a message put without ttl=")->capture_default_str();
+  app.add_option("--max-wait", max_wait, "longest long-poll wait= a client may ask for")->capture_default_str();
+  app.add_flag("--multicast-scouting", multicast, "enable Zenoh multicast scouting");
+  app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  LogLevel level;
+  if (!parse_log_level(log_level.c_str(), &level)) {
+    std::fprintf(stderr, "mailboxd: bad --log-level %s\n", log_level.c_str());
+    return kExitUsage;
+  }
+  set_log_level(level);
+  ServiceOptions service_options;
+  service_options.prefix = prefix;
+  service_options.max_payload_bytes = max_payload_bytes;
+  if (prefix.empty() || prefix.back() == '/' || prefix.find('*') != std::string::npos) {
+    std::fprintf(stderr, "mailboxd: bad --prefix %s\n", prefix.c_str());
+    return kExitUsage;
+  }
+  if (max_payload_bytes == 0 || max_payload_bytes > limits::kMaxPayloadBytesCeiling) {
+    std::fprintf(stderr, "mailboxd: --max-payload-bytes must be 1..%zu\n", limits::kMaxPayloadBytesCeiling);
+    return kExitUsage;
+  }
+  if (!parse_duration_ms(default_ttl, &service_options.default_ttl_ms) || service_options.default_ttl_ms <= 0 ||
+      service_options.default_ttl_ms > limits::kMaxTtlMs) {
+    std::fprintf(stderr, "mailboxd: bad --default-ttl %s\n", default_ttl.c_str());
+    return kExitUsage;
+  }
+  if (!parse_duration_ms(max_wait, &service_options.request_limits.max_wait_ms)) {
+    std::fprintf(stderr, "mailboxd: bad --max-wait %s\n", max_wait.c_str());
+    return kExitUsage;
+  }
+  if (node_id == 0) {
+    std::fprintf(stderr, "mailboxd: --node-id must be > 0\n");
+    return kExitUsage;
+  }
+
+  // Signals: handled by sigwait on this thread; every thread started from
+  // here on inherits the blocked mask. SIGPIPE is ignored.
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  zenoh::init_logging("error");
+
+  RaftNodeOptions raft_options;
+  raft_options.node_id = node_id;
+  raft_options.raft_address = raft_address;
+  raft_options.data_dir = data_dir;
+  raft_options.initial_voters = {RaftPeer{node_id, raft_address}};
+  RaftNode node(raft_options);
+  Status s = node.start();
+  if (!s.is_ok()) {
+    log_error("cannot start Raft: %s", s.message.c_str());
+    return kExitStartFailed;
+  }
+
+  std::string error;
+  auto session = zenoh::Session::open(router_config(listen, connect, multicast), &error);
+  if (!session) {
+    log_error("cannot start the Zenoh router: %s", error.c_str());
+    node.stop();
+    return kExitStartFailed;
+  }
+  int exit_code = 0;
+  {
+    MailboxService service(service_options, *session, node);
+    s = service.start();
+    if (!s.is_ok()) {
+      log_error("%s", s.message.c_str());
+      exit_code = kExitStartFailed;
+    } else {
+      std::string endpoints;
+      for (const auto& e : listen) endpoints += (endpoints.empty() ? "" : ",") + e;
+      log_info("mailboxd node %llu serving %s/** on %s (raft %s, data %s)", static_cast<unsigned long long>(node_id),
+               prefix.c_str(), endpoints.c_str(), raft_address.c_str(), data_dir.c_str());
+      int signal_number = 0;
+      sigwait(&stop_signals, &signal_number);
+      log_info("signal %d: shutting down", signal_number);
+    }
+    // Order: no new requests; stop Raft (pending requests are answered);
+    // send the last replies; then close Zenoh.
+    service.stop_accepting();
+    node.stop();
+    service.drain_replies();
+  }
+  session.reset();
+  log_info("stopped");
+  return exit_code;
+}

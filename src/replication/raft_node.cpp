@@ -1,0 +1,604 @@
+#include "replication/raft_node.hpp"
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <future>
+#include <random>
+
+#include "core/assert.hpp"
+#include "core/limits.hpp"
+#include "replication/raft_include.hpp"
+#include "util/log.hpp"
+
+namespace mailbox {
+namespace {
+
+constexpr unsigned kStatusRefreshIntervalMs = 20;
+constexpr size_t kRaftBlockSizeBytes = 4096;
+
+int64_t wall_clock_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+// Everything the loop thread owns. Fields above `mutex` are touched only on
+// the loop thread (after start); the inbox is shared under `mutex`.
+struct RaftNode::Impl {
+  struct PendingCommand {
+    Command command;
+    CommandCallback done;
+    int64_t arrived_ms = 0;
+  };
+  struct PendingRead {
+    ReadRequest read;
+    ReadCallback done;
+    int64_t arrived_ms = 0;
+  };
+  // One proposed log entry and the callers waiting on it.
+  struct Proposal {
+    struct raft_apply request{};
+    Impl* impl = nullptr;
+    uint64_t token = 0;
+    std::vector<CommandCallback> callbacks;
+    std::vector<CommandResult> results;
+    bool applied = false;
+  };
+  // One barrier shared by every read queued when it was issued.
+  struct ReadBatch {
+    struct raft_barrier request{};
+    Impl* impl = nullptr;
+    std::vector<PendingRead> reads;
+  };
+
+  explicit Impl(const RaftNodeOptions& o) : options(o), state(o.state_limits) {}
+
+  RaftNodeOptions options;
+  StateMachine state;
+
+  uv_loop_t loop{};
+  uv_async_t wakeup{};
+  uv_timer_t status_timer{};
+  raft_uv_transport transport{};
+  raft_io io{};
+  raft_fsm fsm{};
+  raft raft_instance{};
+  bool transport_initialized = false;
+  bool io_initialized = false;
+  bool raft_initialized = false;
+  bool closing = false;
+
+  uint64_t token_base = 0;
+  uint64_t next_seq = 1;
+  std::unordered_map<uint64_t, std::unique_ptr<Proposal>> proposals;
+  std::deque<PendingCommand> parked_commands;  // waiting for a leader
+  std::deque<PendingRead> parked_reads;
+  std::vector<PendingRead> waiting_reads;      // waiting for the next barrier
+  bool barrier_in_flight = false;
+
+  // Shared with other threads.
+  std::mutex mutex;
+  std::vector<PendingCommand> inbox_commands;
+  std::vector<PendingRead> inbox_reads;
+  bool accepting = false;
+  bool stop_requested = false;
+
+  std::atomic<bool> running{false};
+  std::atomic<bool> is_leader{false};
+  std::atomic<uint64_t> leader_id{0};
+  std::atomic<uint64_t> term{0};
+  std::atomic<uint64_t> commit_index{0};
+  std::atomic<uint64_t> applied_index{0};
+  std::atomic<uint64_t> last_index{0};
+
+  // --- setup, on the loop thread before the loop runs ---
+  Status open_raft();
+
+  // --- loop-thread handlers ---
+  void on_wakeup();
+  void on_status_timer();
+  void refresh_status();
+  void drive();
+  void propose(std::vector<PendingCommand>& batch);
+  void issue_barrier();
+  void serve_reads(std::vector<PendingRead>& reads);
+  void begin_close();
+  void fail_all_pending();
+
+  // --- libraft callbacks ---
+  static int fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** result);
+  static int fsm_snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs);
+  static int fsm_snapshot_finalize(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs);
+  static int fsm_restore(raft_fsm* fsm, raft_buffer* buf);
+  static void on_applied(struct raft_apply* request, int status, void* result);
+  static void on_barrier(struct raft_barrier* request, int status);
+  static void on_raft_closed(raft* r);
+};
+
+// ---------------------------------------------------------------- FSM
+
+int RaftNode::Impl::fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** result) {
+  auto* self = static_cast<Impl*>(fsm->data);
+  *result = nullptr;
+  Entry entry;
+  const bool decoded = decode_entry(std::string_view(static_cast<const char*>(buf->base), buf->len), &entry);
+  // A committed entry we cannot decode means a bug or a corrupted log: stop
+  // loudly rather than diverge from the other replicas.
+  MAILBOX_ASSERT(decoded, "committed log entry does not decode");
+  std::vector<CommandResult> results = self->state.apply(entry);
+  auto it = self->proposals.find(entry.proposer_token);
+  if (it != self->proposals.end()) {
+    Proposal& p = *it->second;
+    MAILBOX_ASSERT(results.size() == p.callbacks.size(), "result count matches the proposal");
+    p.results = std::move(results);
+    p.applied = true;
+  }
+  return 0;
+}
+
+int RaftNode::Impl::fsm_snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
+  auto* self = static_cast<Impl*>(fsm->data);
+  std::string bytes = self->state.serialize();
+  auto* array = static_cast<raft_buffer*>(raft_malloc(sizeof(raft_buffer)));
+  if (array == nullptr) return RAFT_NOMEM;
+  void* base = raft_malloc(bytes.size());
+  if (base == nullptr) {
+    raft_free(array);
+    return RAFT_NOMEM;
+  }
+  std::memcpy(base, bytes.data(), bytes.size());
+  array[0].base = base;
+  array[0].len = bytes.size();
+  *bufs = array;
+  *n_bufs = 1;
+  return 0;
+}
+
+int RaftNode::Impl::fsm_snapshot_finalize(raft_fsm*, raft_buffer* bufs[], unsigned* n_bufs) {
+  if (*bufs != nullptr) {
+    for (unsigned i = 0; i < *n_bufs; ++i) raft_free((*bufs)[i].base);
+    raft_free(*bufs);
+  }
+  *bufs = nullptr;
+  *n_bufs = 0;
+  return 0;
+}
+
+int RaftNode::Impl::fsm_restore(raft_fsm* fsm, raft_buffer* buf) {
+  auto* self = static_cast<Impl*>(fsm->data);
+  const bool restored = self->state.restore(std::string_view(static_cast<const char*>(buf->base), buf->len));
+  MAILBOX_ASSERT(restored, "snapshot does not decode");
+  raft_free(buf->base);
+  log_info("restored snapshot: %llu messages in %zu mailboxes",
+           static_cast<unsigned long long>(self->state.total_messages()), self->state.mailbox_count());
+  return 0;
+}
+
+// ---------------------------------------------------------------- setup
+
+Status RaftNode::Impl::open_raft() {
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
+  if (ec) return Status::error(ErrorCode::kInternal, "cannot create data directory " + options.data_dir + ": " + ec.message());
+  const bool pristine = std::filesystem::is_empty(options.data_dir, ec);
+
+  int rv = uv_loop_init(&loop);
+  if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("uv_loop_init: ") + uv_strerror(rv));
+  transport.version = 1;
+  rv = raft_uv_tcp_init(&transport, &loop);
+  if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("raft_uv_tcp_init: ") + raft_strerror(rv));
+  transport_initialized = true;
+  rv = raft_uv_init(&io, &loop, options.data_dir.c_str(), &transport);
+  if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("raft_uv_init: ") + io.errmsg);
+  io_initialized = true;
+  // Auto-recovery can drop entries this node had acknowledged: never.
+  raft_uv_set_auto_recovery(&io, false);
+
+  fsm.version = 2;
+  fsm.data = this;
+  fsm.apply = &Impl::fsm_apply;
+  fsm.snapshot = &Impl::fsm_snapshot;
+  fsm.restore = &Impl::fsm_restore;
+  fsm.snapshot_finalize = &Impl::fsm_snapshot_finalize;
+
+  rv = raft_init(&raft_instance, &io, &fsm, options.node_id, options.raft_address.c_str());
+  if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("raft_init: ") + raft_errmsg(&raft_instance));
+  raft_initialized = true;
+  raft_instance.data = this;
+  raft_uv_set_block_size(&io, kRaftBlockSizeBytes);
+  raft_set_pre_vote(&raft_instance, true);
+  raft_set_election_timeout(&raft_instance, options.election_timeout_ms);
+  raft_set_heartbeat_timeout(&raft_instance, options.heartbeat_timeout_ms);
+  raft_set_snapshot_threshold(&raft_instance, options.snapshot_threshold_entries);
+  raft_set_snapshot_trailing(&raft_instance, options.snapshot_trailing_entries);
+
+  if (pristine) {
+    raft_configuration configuration;
+    raft_configuration_init(&configuration);
+    for (const auto& peer : options.initial_voters) {
+      rv = raft_configuration_add(&configuration, peer.id, peer.address.c_str(), RAFT_VOTER);
+      if (rv != 0) {
+        raft_configuration_close(&configuration);
+        return Status::error(ErrorCode::kInternal, std::string("raft_configuration_add: ") + raft_strerror(rv));
+      }
+    }
+    rv = raft_bootstrap(&raft_instance, &configuration);
+    raft_configuration_close(&configuration);
+    if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
+      return Status::error(ErrorCode::kInternal, std::string("raft_bootstrap: ") + raft_errmsg(&raft_instance));
+    }
+    log_info("bootstrapped a new cluster in %s", options.data_dir.c_str());
+  }
+
+  std::random_device random;
+  token_base = (static_cast<uint64_t>(random()) << 32) ^ (static_cast<uint64_t>(random()) << 16);
+  raft_seed(&raft_instance, random());
+
+  rv = raft_start(&raft_instance);
+  if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("raft_start: ") + raft_errmsg(&raft_instance));
+
+  uv_async_init(&loop, &wakeup, [](uv_async_t* h) { static_cast<Impl*>(h->data)->on_wakeup(); });
+  wakeup.data = this;
+  uv_timer_init(&loop, &status_timer);
+  status_timer.data = this;
+  uv_timer_start(
+      &status_timer, [](uv_timer_t* h) { static_cast<Impl*>(h->data)->on_status_timer(); },
+      kStatusRefreshIntervalMs, kStatusRefreshIntervalMs);
+  refresh_status();
+  return Status::ok();
+}
+
+// ---------------------------------------------------------------- loop thread
+
+void RaftNode::Impl::refresh_status() {
+  raft_id id = 0;
+  const char* address = nullptr;
+  raft_leader(&raft_instance, &id, &address);
+  leader_id.store(id);
+  is_leader.store(raft_state(&raft_instance) == RAFT_LEADER);
+  term.store(raft_current_term(&raft_instance));
+  commit_index.store(raft_commit_index(&raft_instance));
+  applied_index.store(raft_last_applied(&raft_instance));
+  last_index.store(raft_last_index(&raft_instance));
+}
+
+void RaftNode::Impl::on_status_timer() {
+  if (closing) return;
+  refresh_status();
+  drive();
+}
+
+void RaftNode::Impl::on_wakeup() {
+  std::vector<PendingCommand> commands;
+  std::vector<PendingRead> reads;
+  bool stop = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    commands.swap(inbox_commands);
+    reads.swap(inbox_reads);
+    stop = stop_requested;
+  }
+  for (auto& c : commands) parked_commands.push_back(std::move(c));
+  for (auto& r : reads) parked_reads.push_back(std::move(r));
+  if (stop) {
+    begin_close();
+    return;
+  }
+  refresh_status();
+  drive();
+}
+
+// Moves parked work forward: proposes when leader, waits for a leader for a
+// bounded time, refuses otherwise.
+void RaftNode::Impl::drive() {
+  if (closing) return;
+  const bool leader = raft_state(&raft_instance) == RAFT_LEADER;
+  if (leader) {
+    while (!parked_commands.empty()) {
+      std::vector<PendingCommand> batch;
+      size_t bytes = 0;
+      while (!parked_commands.empty() && batch.size() < limits::kMaxCommandsPerEntry) {
+        const size_t size = encoded_size_hint(parked_commands.front().command);
+        if (!batch.empty() && bytes + size > limits::kMaxEntryBytes) break;
+        bytes += size;
+        batch.push_back(std::move(parked_commands.front()));
+        parked_commands.pop_front();
+      }
+      propose(batch);
+    }
+    for (auto& r : parked_reads) waiting_reads.push_back(std::move(r));
+    parked_reads.clear();
+    if (!barrier_in_flight && !waiting_reads.empty()) issue_barrier();
+    return;
+  }
+  // Not the leader. Until the cluster issue adds forwarding, only the leader
+  // serves; wait a bounded time for this node to become it.
+  const int64_t now = steady_ms();
+  const int64_t deadline_age = options.leader_wait_ms;
+  while (!parked_commands.empty() && now - parked_commands.front().arrived_ms >= deadline_age) {
+    CommandResult r;
+    r.status = Status::error(ErrorCode::kUnavailable, "no leader: the cluster is electing one or has lost its quorum");
+    parked_commands.front().done(std::move(r));
+    parked_commands.pop_front();
+  }
+  while (!parked_reads.empty() && now - parked_reads.front().arrived_ms >= deadline_age) {
+    ReadResult r;
+    r.status = Status::error(ErrorCode::kUnavailable, "no leader: the cluster is electing one or has lost its quorum");
+    parked_reads.front().done(std::move(r));
+    parked_reads.pop_front();
+  }
+}
+
+void RaftNode::Impl::propose(std::vector<PendingCommand>& batch) {
+  auto proposal = std::make_unique<Proposal>();
+  proposal->impl = this;
+  proposal->token = token_base + next_seq++;
+  Entry entry;
+  entry.leader_time_ms = wall_clock_ms();
+  entry.proposer_token = proposal->token;
+  entry.commands.reserve(batch.size());
+  proposal->callbacks.reserve(batch.size());
+  for (auto& c : batch) {
+    entry.commands.push_back(std::move(c.command));
+    proposal->callbacks.push_back(std::move(c.done));
+  }
+  std::string bytes = encode_entry(entry);
+  raft_buffer buffer;
+  buffer.len = bytes.size();
+  buffer.base = raft_malloc(buffer.len);
+  MAILBOX_ASSERT(buffer.base != nullptr, "raft_malloc for a log entry");
+  std::memcpy(buffer.base, bytes.data(), bytes.size());
+  proposal->request.data = proposal.get();
+  const int rv = raft_apply(&raft_instance, &proposal->request, &buffer, 1, &Impl::on_applied);
+  if (rv != 0) {
+    // libraft frees the buffer itself on failures after its log took it; it
+    // leaves it to us only when it refused up front (not the leader).
+    if (rv == RAFT_NOTLEADER) raft_free(buffer.base);
+    log_warn("raft_apply failed: %s (%s)", raft_strerror(rv), raft_errmsg(&raft_instance));
+    const ErrorCode code = ErrorCode::kUnavailable;
+    const std::string message = std::string("cannot propose: ") + raft_strerror(rv);
+    for (auto& done : proposal->callbacks) {
+      CommandResult r;
+      r.status = Status::error(code, message);
+      done(std::move(r));
+    }
+    return;
+  }
+  const uint64_t token = proposal->token;
+  proposals.emplace(token, std::move(proposal));
+}
+
+void RaftNode::Impl::on_applied(struct raft_apply* request, int status, void*) {
+  auto* proposal = static_cast<Proposal*>(request->data);
+  Impl* self = proposal->impl;
+  auto owned = std::move(self->proposals.at(proposal->token));
+  self->proposals.erase(proposal->token);
+  if (status == 0) {
+    MAILBOX_ASSERT(owned->applied, "an applied proposal has results");
+    for (size_t i = 0; i < owned->callbacks.size(); ++i) owned->callbacks[i](std::move(owned->results[i]));
+    return;
+  }
+  // The entry was appended locally; it may or may not be committed by a
+  // later leader. Only a retry with the same rid can settle it.
+  for (auto& done : owned->callbacks) {
+    CommandResult r;
+    r.status = Status::error(ErrorCode::kUnknownOutcome,
+                             std::string("the cluster may or may not have applied this (") + raft_strerror(status) +
+                                 "); retry with the same rid");
+    done(std::move(r));
+  }
+}
+
+void RaftNode::Impl::issue_barrier() {
+  auto batch = std::make_unique<ReadBatch>();
+  batch->impl = this;
+  batch->reads = std::move(waiting_reads);
+  waiting_reads.clear();
+  batch->request.data = batch.get();
+  const int rv = raft_barrier(&raft_instance, &batch->request, &Impl::on_barrier);
+  if (rv != 0) {
+    for (auto& r : batch->reads) {
+      ReadResult result;
+      result.status = Status::error(ErrorCode::kUnavailable, std::string("cannot read: ") + raft_strerror(rv));
+      r.done(std::move(result));
+    }
+    return;
+  }
+  barrier_in_flight = true;
+  batch.release();  // owned by libraft until on_barrier
+}
+
+void RaftNode::Impl::on_barrier(struct raft_barrier* request, int status) {
+  std::unique_ptr<ReadBatch> batch(static_cast<ReadBatch*>(request->data));
+  Impl* self = batch->impl;
+  self->barrier_in_flight = false;
+  if (status == 0) {
+    self->serve_reads(batch->reads);
+  } else {
+    for (auto& r : batch->reads) {
+      ReadResult result;
+      result.status = Status::error(ErrorCode::kUnavailable, std::string("read interrupted: ") + raft_strerror(status));
+      r.done(std::move(result));
+    }
+  }
+  if (!self->closing && !self->waiting_reads.empty()) self->drive();
+}
+
+void RaftNode::Impl::serve_reads(std::vector<PendingRead>& reads) {
+  // Reads see expiry at the later of the log's time and this leader's clock.
+  const int64_t now = std::max(state.clock_ms(), wall_clock_ms());
+  for (auto& r : reads) {
+    ReadResult result;
+    if (r.read.kind == ReadRequest::Kind::kPeek) {
+      result.status = state.peek(r.read.mailbox, r.read.max_count, now, &result.messages);
+    } else {
+      result.stats = state.stats(r.read.mailbox, now);
+    }
+    r.done(std::move(result));
+  }
+}
+
+void RaftNode::Impl::fail_all_pending() {
+  auto unavailable = [] { return Status::error(ErrorCode::kUnavailable, "the server is shutting down"); };
+  for (auto& c : parked_commands) {
+    CommandResult r;
+    r.status = unavailable();
+    c.done(std::move(r));
+  }
+  parked_commands.clear();
+  for (auto& list : {&parked_reads}) {
+    for (auto& rd : *list) {
+      ReadResult r;
+      r.status = unavailable();
+      rd.done(std::move(r));
+    }
+    list->clear();
+  }
+  for (auto& rd : waiting_reads) {
+    ReadResult r;
+    r.status = unavailable();
+    rd.done(std::move(r));
+  }
+  waiting_reads.clear();
+}
+
+void RaftNode::Impl::begin_close() {
+  if (closing) return;
+  closing = true;
+  fail_all_pending();
+  uv_timer_stop(&status_timer);
+  uv_close(reinterpret_cast<uv_handle_t*>(&status_timer), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&wakeup), nullptr);
+  // In-flight proposals and barriers get their callbacks from raft_close.
+  raft_close(&raft_instance, &Impl::on_raft_closed);
+}
+
+void RaftNode::Impl::on_raft_closed(raft* r) {
+  auto* self = static_cast<Impl*>(r->data);
+  raft_uv_close(&self->io);
+  raft_uv_tcp_close(&self->transport);
+  self->running.store(false);
+}
+
+// ---------------------------------------------------------------- public
+
+RaftNode::RaftNode(RaftNodeOptions options) : options_(std::move(options)) {}
+
+RaftNode::~RaftNode() { stop(); }
+
+Status RaftNode::start() {
+  MAILBOX_ASSERT(!impl_, "start called twice");
+  impl_ = std::make_unique<Impl>(options_);
+  std::promise<Status> started;
+  auto started_future = started.get_future();
+  loop_thread_ = std::thread([this, &started] {
+    Impl& impl = *impl_;
+    Status s = impl.open_raft();
+    if (!s.is_ok()) {
+      if (impl.raft_initialized) {
+        impl.closing = true;
+        raft_close(&impl.raft_instance, [](raft* r) {
+          auto* self = static_cast<Impl*>(r->data);
+          raft_uv_close(&self->io);
+          raft_uv_tcp_close(&self->transport);
+        });
+      } else {
+        if (impl.io_initialized) raft_uv_close(&impl.io);
+        if (impl.transport_initialized) raft_uv_tcp_close(&impl.transport);
+      }
+      uv_run(&impl.loop, UV_RUN_DEFAULT);
+      uv_loop_close(&impl.loop);
+      started.set_value(s);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(impl.mutex);
+      impl.accepting = true;
+    }
+    impl.running.store(true);
+    started.set_value(Status::ok());
+    uv_run(&impl.loop, UV_RUN_DEFAULT);
+    const int rv = uv_loop_close(&impl.loop);
+    if (rv != 0) log_error("uv_loop_close: %s", uv_strerror(rv));
+  });
+  Status s = started_future.get();
+  if (!s.is_ok()) {
+    loop_thread_.join();
+    impl_.reset();
+  }
+  return s;
+}
+
+void RaftNode::stop() {
+  if (!impl_) return;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    const bool was_running = impl_->accepting;
+    impl_->accepting = false;
+    impl_->stop_requested = true;
+    if (was_running) uv_async_send(&impl_->wakeup);
+  }
+  if (loop_thread_.joinable()) loop_thread_.join();
+  // Anything that slipped into the inbox after the loop drained it.
+  auto unavailable = [] { return Status::error(ErrorCode::kUnavailable, "the server is shutting down"); };
+  for (auto& c : impl_->inbox_commands) {
+    CommandResult r;
+    r.status = unavailable();
+    c.done(std::move(r));
+  }
+  for (auto& rd : impl_->inbox_reads) {
+    ReadResult r;
+    r.status = unavailable();
+    rd.done(std::move(r));
+  }
+  impl_.reset();
+}
+
+bool RaftNode::submit_command(Command command, CommandCallback done) {
+  if (!impl_) return false;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    if (!impl_->accepting) return false;
+    impl_->inbox_commands.push_back(Impl::PendingCommand{std::move(command), std::move(done), steady_ms()});
+    // Under the lock: the loop closes the handle only after `accepting` is false.
+    uv_async_send(&impl_->wakeup);
+  }
+  return true;
+}
+
+bool RaftNode::submit_read(ReadRequest read, ReadCallback done) {
+  if (!impl_) return false;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    if (!impl_->accepting) return false;
+    impl_->inbox_reads.push_back(Impl::PendingRead{std::move(read), std::move(done), steady_ms()});
+    uv_async_send(&impl_->wakeup);
+  }
+  return true;
+}
+
+RaftNodeStatus RaftNode::status() const {
+  RaftNodeStatus s;
+  if (!impl_) return s;
+  s.running = impl_->running.load();
+  s.is_leader = impl_->is_leader.load();
+  s.leader_id = impl_->leader_id.load();
+  s.term = impl_->term.load();
+  s.commit_index = impl_->commit_index.load();
+  s.applied_index = impl_->applied_index.load();
+  s.last_index = impl_->last_index.load();
+  return s;
+}
+
+}  // namespace mailbox

@@ -1,0 +1,117 @@
+// raft_node.hpp: the libraft adapter. Runs one Raft server and the mailbox
+// state machine on a dedicated libuv loop thread.
+//
+// What it is for: it turns client commands into replicated, fsynced log
+// entries and linearizable reads into barrier-guarded reads of the state:
+//  - commands queued from any thread are packed many to one log entry
+//    (batching is where throughput comes from), stamped with this leader's
+//    clock, and each caller gets the result of its own command;
+//  - reads wait for one shared `raft_barrier`, then read the state;
+//  - an entry whose fate became unknown (leadership lost) reports
+//    `unknown_outcome`; no leader within `leader_wait_ms` reports `unavailable`.
+//
+// Threads: `start`, `stop` and the destructor belong to the owning thread.
+// `submit_command`, `submit_read` and `status` may be called from any thread.
+// Everything else, including every libraft call and callback and the state
+// machine, runs on the loop thread. Result callbacks run on the loop thread:
+// they must be quick and must only hand the result to another thread.
+//
+// Ownership: the node owns the state machine, the libuv loop and libraft's
+// I/O. Callbacks passed in are owned by the node until it calls them, exactly
+// once each (also on stop, with `unavailable` or `unknown_outcome`).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/commands.hpp"
+#include "core/errors.hpp"
+#include "core/state_machine.hpp"
+
+namespace mailbox {
+
+// A read of the state, served after a barrier.
+struct ReadRequest {
+  enum class Kind : uint8_t { kPeek, kStats };
+  Kind kind = Kind::kPeek;
+  std::string mailbox;
+  uint32_t max_count = 1;
+};
+
+struct ReadResult {
+  Status status;
+  std::vector<DeliveredMessage> messages;  // peek
+  MailboxStats stats;                      // stats
+};
+
+using CommandCallback = std::function<void(CommandResult&&)>;
+using ReadCallback = std::function<void(ReadResult&&)>;
+
+struct RaftPeer {
+  uint64_t id = 0;
+  std::string address;  // host:port of its Raft transport
+};
+
+struct RaftNodeOptions {
+  uint64_t node_id = 1;
+  std::string raft_address = "127.0.0.1:7450";
+  std::string data_dir;
+  // The voters a brand-new cluster bootstraps with (this node included).
+  std::vector<RaftPeer> initial_voters;
+  unsigned election_timeout_ms = 1000;
+  unsigned heartbeat_timeout_ms = 100;
+  unsigned snapshot_threshold_entries = 1024;
+  unsigned snapshot_trailing_entries = 256;
+  // How long a request waits for a leader to be known before `unavailable`.
+  unsigned leader_wait_ms = 3000;
+  StateLimits state_limits;
+};
+
+// A consistent-enough view for status displays; not linearizable.
+struct RaftNodeStatus {
+  bool running = false;
+  bool is_leader = false;
+  uint64_t leader_id = 0;
+  uint64_t term = 0;
+  uint64_t commit_index = 0;
+  uint64_t applied_index = 0;
+  uint64_t last_index = 0;
+};
+
+class RaftNode {
+ public:
+  explicit RaftNode(RaftNodeOptions options);
+  ~RaftNode();
+  RaftNode(const RaftNode&) = delete;
+  RaftNode& operator=(const RaftNode&) = delete;
+
+  // Loads the log from the data directory (bootstrapping a pristine one),
+  // starts Raft and the loop thread. Returns once started, or the error.
+  Status start();
+  // Stops Raft and the loop thread; pending callbacks are called. Idempotent.
+  void stop();
+
+  // Queue work for the loop thread. False when the node is not running; the
+  // callback is then not called.
+  bool submit_command(Command command, CommandCallback done);
+  bool submit_read(ReadRequest read, ReadCallback done);
+
+  RaftNodeStatus status() const;
+
+  struct Impl;  // loop-thread state, defined in raft_node.cpp
+
+ private:
+  RaftNodeOptions options_;
+  std::unique_ptr<Impl> impl_;
+  std::thread loop_thread_;
+};
+
+}  // namespace mailbox

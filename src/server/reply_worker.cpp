@@ -1,0 +1,40 @@
+#include "server/reply_worker.hpp"
+
+namespace mailbox {
+
+ReplyWorker::ReplyWorker() : thread_([this] { run(); }) {}
+
+ReplyWorker::~ReplyWorker() { stop(); }
+
+void ReplyWorker::push(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tasks_.push_back(std::move(task));
+  }
+  ready_.notify_one();
+}
+
+void ReplyWorker::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  ready_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ReplyWorker::run() {
+  std::deque<std::function<void()>> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      ready_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+      if (tasks_.empty() && stopping_) return;
+      batch.swap(tasks_);
+    }
+    for (auto& task : batch) task();
+    batch.clear();
+  }
+}
+
+}  // namespace mailbox

@@ -1,0 +1,40 @@
+// reply_worker.hpp: one thread that formats and sends replies to Zenoh.
+//
+// What it is for: keeps Zenoh calls (which may block on a congested
+// transport) off the Raft loop thread and out of Zenoh's own callbacks.
+//
+// Threads: `push` from any thread; tasks run in order on the worker thread.
+// The queue is bounded by admission (MailboxService never admits more than
+// limits::kMaxInflightRequests requests), so `push` never refuses.
+// Ownership: owns queued tasks until they have run.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+namespace mailbox {
+
+class ReplyWorker {
+ public:
+  ReplyWorker();
+  ~ReplyWorker();
+  ReplyWorker(const ReplyWorker&) = delete;
+  ReplyWorker& operator=(const ReplyWorker&) = delete;
+
+  void push(std::function<void()> task);
+  // Runs every queued task, then stops the thread. Idempotent.
+  void stop();
+
+ private:
+  void run();
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace mailbox

@@ -1,0 +1,60 @@
+// request.hpp: turning a Zenoh key expression and selector parameters into a
+// validated mailbox request, and the pure helpers it needs (mailbox names,
+// durations).
+//
+// What it is for: the server's first line of defence. Everything a client
+// can get wrong (wildcards, malformed names, unknown operations or
+// parameters, bad durations, missing payloads, oversized batches) is refused
+// here with `invalid_argument` and a message for a person, before anything is
+// queued. Pure functions; unit-tested in tests/unit/request_test.cpp.
+//
+// Threads: pure; safe from any thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/errors.hpp"
+
+namespace mailbox {
+
+enum class Operation : uint8_t { kConsume, kPeek, kPut, kAck, kNack, kStats };
+
+std::string_view operation_name(Operation op);
+
+struct Request {
+  Operation op = Operation::kConsume;
+  std::string mailbox;
+  // n=: present when the client asked for a batch (reply in the batch shape).
+  std::optional<uint32_t> max_count;
+  std::optional<int64_t> wait_ms;
+  std::optional<int64_t> ttl_ms;
+  std::optional<int64_t> lease_ms;
+  std::optional<std::string> rid;
+  std::optional<uint64_t> message_id;  // ack/nack id=
+};
+
+struct RequestLimits {
+  int64_t max_wait_ms = 5 * 60 * 1000;
+  int64_t max_lease_ms = 12LL * 60 * 60 * 1000;
+};
+
+// True when `name` is a valid mailbox name (SPEC "Words").
+bool is_valid_mailbox_name(std::string_view name);
+
+// Parses `500ms`, `30s`, `5m`, `24h` or a bare number of seconds into
+// milliseconds. False for anything else, negative values, or overflow.
+bool parse_duration_ms(std::string_view text, int64_t* out_ms);
+
+// Parses a query on `key` with `parameters` under `prefix` (no trailing
+// slash). On error returns a Status with kInvalidArgument and leaves `out`
+// unspecified.
+Status parse_query(std::string_view prefix, std::string_view key, std::string_view parameters,
+                   const RequestLimits& limits, Request* out);
+
+// Parses the key of a fire-and-forget publication: `prefix/<box>` only.
+Status parse_publication_key(std::string_view prefix, std::string_view key, std::string* mailbox);
+
+}  // namespace mailbox

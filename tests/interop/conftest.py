@@ -1,0 +1,161 @@
+"""Fixtures for black-box tests: real mailboxd processes, real Zenoh clients.
+
+Every test talks to the service through the official Python Zenoh client
+(`eclipse-zenoh`) with default query settings unless the test is about a
+setting.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import zenoh
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_DIR = Path(os.environ.get("MAILBOX_BUILD_DIR", ROOT / "build"))
+MAILBOXD = BUILD_DIR / "mailboxd"
+MAILBOX_CLI = BUILD_DIR / "mailbox"
+PREFIX = "forge/mailbox"
+QUERY_TIMEOUT_S = 10.0
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    """One mailboxd process with its own ports and data directory."""
+
+    def __init__(self, data_dir, extra_args=()):
+        self.data_dir = Path(data_dir)
+        self.zenoh_port = free_port()
+        self.raft_port = free_port()
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+
+    @property
+    def endpoint(self):
+        return f"tcp/127.0.0.1:{self.zenoh_port}"
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(MAILBOXD), "--listen", self.endpoint, "--raft-address", f"127.0.0.1:{self.raft_port}",
+             "--data-dir", str(self.data_dir), *self.extra_args],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mailboxd exited with {self.proc.returncode}: {self.log_path.read_text()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.zenoh_port)) == 0:
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError("mailboxd did not start listening")
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.log.close()
+        return self.proc.returncode if self.proc else None
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+
+class Client:
+    """A Zenoh client session with helpers that return decoded replies."""
+
+    def __init__(self, endpoint):
+        conf = zenoh.Config()
+        conf.insert_json5("mode", '"client"')
+        conf.insert_json5("connect/endpoints", json.dumps([endpoint]))
+        conf.insert_json5("scouting/multicast/enabled", "false")
+        self.session = zenoh.open(conf)
+
+    def close(self):
+        self.session.close()
+
+    def query(self, selector, payload=None, **kwargs):
+        """All replies of one query, as a list of ('ok'|'err', dict)."""
+        replies = self.session.get(selector, payload=payload, timeout=QUERY_TIMEOUT_S, **kwargs)
+        out = []
+        for reply in replies:
+            if reply.ok is not None:
+                s = reply.ok
+                att = s.attachment
+                out.append(("ok", {
+                    "key": str(s.key_expr),
+                    "payload": s.payload.to_bytes(),
+                    "encoding": str(s.encoding),
+                    "attachment": json.loads(att.to_bytes()) if att is not None else None,
+                }))
+            else:
+                e = reply.err
+                out.append(("err", json.loads(e.payload.to_bytes())))
+        return out
+
+    def one(self, selector, payload=None, **kwargs):
+        replies = self.query(selector, payload=payload, **kwargs)
+        assert len(replies) == 1, f"expected one reply to {selector}, got {replies}"
+        return replies[0]
+
+    def put_ack(self, box, payload, params=""):
+        sel = f"{PREFIX}/{box}/put" + (f"?{params}" if params else "")
+        kind, body = self.one(sel, payload=payload)
+        assert kind == "ok", body
+        return json.loads(body["payload"])["id"]
+
+    def consume(self, box, params=""):
+        return self.one(f"{PREFIX}/{box}" + (f"?{params}" if params else ""))
+
+    def wait_ready(self, timeout=15, prefix=PREFIX):
+        """Waits until the service answers stats (a leader exists)."""
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            replies = self.query(f"{prefix}/ready-probe/stats")
+            if replies and replies[0][0] == "ok":
+                return
+            last = replies
+            time.sleep(0.1)
+        raise RuntimeError(f"service not ready: {last}")
+
+
+@pytest.fixture
+def workdir():
+    d = tempfile.mkdtemp(prefix="mailbox-test-")
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def node(workdir):
+    n = Node(workdir / "node1").start()
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def client(node):
+    c = Client(node.endpoint)
+    c.wait_ready()
+    yield c
+    c.close()

@@ -1,0 +1,73 @@
+#include <gtest/gtest.h>
+
+#include "core/commands.hpp"
+
+namespace mailbox {
+namespace {
+
+TEST(Commands, EntryRoundTripsEveryCommand) {
+  Entry e;
+  e.leader_time_ms = 1234567;
+  e.proposer_token = 0xdeadbeef12345678ULL;
+  e.commands.push_back(PutCommand{"alice", "text/plain", std::string("a\0b", 3), 5000});
+  e.commands.push_back(ConsumeCommand{"bob", 7});
+  const std::string bytes = encode_entry(e);
+  Entry d;
+  ASSERT_TRUE(decode_entry(bytes, &d));
+  EXPECT_EQ(d.leader_time_ms, 1234567);
+  EXPECT_EQ(d.proposer_token, 0xdeadbeef12345678ULL);
+  ASSERT_EQ(d.commands.size(), 2u);
+  const auto& put = std::get<PutCommand>(d.commands[0]);
+  EXPECT_EQ(put.mailbox, "alice");
+  EXPECT_EQ(put.encoding, "text/plain");
+  EXPECT_EQ(put.payload, std::string("a\0b", 3));
+  EXPECT_EQ(put.ttl_ms, 5000);
+  const auto& consume = std::get<ConsumeCommand>(d.commands[1]);
+  EXPECT_EQ(consume.mailbox, "bob");
+  EXPECT_EQ(consume.max_count, 7u);
+}
+
+TEST(Commands, EntriesArePaddedToEightBytes) {
+  for (size_t size = 0; size < 20; ++size) {
+    Entry e;
+    e.commands.push_back(PutCommand{"a", "", std::string(size, 'x'), 1});
+    EXPECT_EQ(encode_entry(e).size() % kEntryAlignmentBytes, 0u);
+  }
+}
+
+TEST(Commands, EveryTruncationIsRejected) {
+  Entry e;
+  e.commands.push_back(PutCommand{"alice", "zenoh/bytes", "hello", 1});
+  e.commands.push_back(ConsumeCommand{"alice", 1});
+  const std::string bytes = encode_entry(e);
+  // Cutting into the padding may still leave a valid entry; cut before it.
+  size_t unpadded = bytes.size();
+  while (bytes[unpadded - 1] == 0) --unpadded;
+  for (size_t n = 0; n < unpadded; ++n) {
+    Entry d;
+    EXPECT_FALSE(decode_entry(std::string_view(bytes).substr(0, n), &d)) << "prefix of " << n << " bytes";
+  }
+}
+
+TEST(Commands, TrailingBytesAndUnknownVersionAreRejected) {
+  Entry e;
+  e.commands.push_back(ConsumeCommand{"alice", 1});
+  std::string bytes = encode_entry(e);
+  Entry d;
+  EXPECT_FALSE(decode_entry(bytes + "x", &d));
+  EXPECT_FALSE(decode_entry(bytes + std::string(8, '\0'), &d));
+  bytes[0] = 99;
+  EXPECT_FALSE(decode_entry(bytes, &d));
+}
+
+TEST(Commands, HugeCountIsRejectedWithoutAllocating) {
+  // version, time, token, then a varint count far beyond the bytes present.
+  std::string bytes(1, static_cast<char>(kEntryFormatVersion));
+  bytes += std::string(16, '\0');
+  bytes += "\xff\xff\xff\xff\x0f";
+  Entry d;
+  EXPECT_FALSE(decode_entry(bytes, &d));
+}
+
+}  // namespace
+}  // namespace mailbox
