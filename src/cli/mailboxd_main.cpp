@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
   std::string default_ttl = "24h";
   std::string max_wait = "5m";
   bool multicast = false;
+  StateConfig state_config;
+  std::string dedup_window = "5m";
   std::string log_level = "info";
   app.add_option("--listen", listen, "Zenoh endpoints the embedded router listens on")->capture_default_str();
   app.add_option("--connect", connect, "Zenoh endpoints of other routers to connect to");
@@ -47,6 +49,18 @@ int main(int argc, char** argv) {
   app.add_option("--default-ttl", default_ttl, "time to live of a message put without ttl=")->capture_default_str();
   app.add_option("--max-wait", max_wait, "longest long-poll wait= a client may ask for")->capture_default_str();
   app.add_flag("--multicast-scouting", multicast, "enable Zenoh multicast scouting");
+  app.add_option("--max-messages-per-mailbox", state_config.max_messages_per_mailbox, "quota per mailbox")
+      ->capture_default_str();
+  app.add_option("--max-bytes-per-mailbox", state_config.max_bytes_per_mailbox, "quota per mailbox")
+      ->capture_default_str();
+  app.add_option("--max-total-bytes", state_config.max_total_bytes, "quota for the whole service")
+      ->capture_default_str();
+  app.add_option("--dedup-window", dedup_window, "how long a rid is remembered")->capture_default_str();
+  app.add_option("--max-dedup-entries", state_config.max_dedup_entries, "most rids remembered")
+      ->capture_default_str();
+  app.add_option("--max-deliveries", state_config.max_deliveries,
+                 "leased deliveries before a message moves to <mailbox>.dlq")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -76,6 +90,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mailboxd: bad --max-wait %s\n", max_wait.c_str());
     return kExitUsage;
   }
+  if (!parse_duration_ms(dedup_window, &state_config.dedup_window_ms)) {
+    std::fprintf(stderr, "mailboxd: bad --dedup-window %s\n", dedup_window.c_str());
+    return kExitUsage;
+  }
+  if (state_config.max_deliveries == 0) {
+    std::fprintf(stderr, "mailboxd: --max-deliveries must be > 0\n");
+    return kExitUsage;
+  }
   if (node_id == 0) {
     std::fprintf(stderr, "mailboxd: --node-id must be > 0\n");
     return kExitUsage;
@@ -97,6 +119,7 @@ int main(int argc, char** argv) {
   raft_options.raft_address = raft_address;
   raft_options.data_dir = data_dir;
   raft_options.initial_voters = {RaftPeer{node_id, raft_address}};
+  raft_options.state_config = state_config;
   RaftNode node(raft_options);
   Status s = node.start();
   if (!s.is_ok()) {

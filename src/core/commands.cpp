@@ -5,52 +5,122 @@
 namespace mailbox {
 namespace {
 
-enum class CommandTag : uint8_t { kPut = 1, kConsume = 2 };
+enum class CommandTag : uint8_t { kPut = 1, kConsume = 2, kAck = 3, kNack = 4, kSweep = 5, kConfigure = 6 };
 
-void encode_command(ByteWriter& w, const Command& command) {
-  if (const auto* put = std::get_if<PutCommand>(&command)) {
+struct Encoder {
+  ByteWriter& w;
+  void operator()(const PutCommand& c) {
     w.u8(static_cast<uint8_t>(CommandTag::kPut));
-    w.bytes(put->mailbox);
-    w.bytes(put->encoding);
-    w.bytes(put->payload);
-    w.i64(put->ttl_ms);
-  } else if (const auto* consume = std::get_if<ConsumeCommand>(&command)) {
-    w.u8(static_cast<uint8_t>(CommandTag::kConsume));
-    w.bytes(consume->mailbox);
-    w.u32(consume->max_count);
+    w.bytes(c.mailbox);
+    w.bytes(c.encoding);
+    w.bytes(c.payload);
+    w.i64(c.ttl_ms);
+    w.bytes(c.rid);
   }
-}
+  void operator()(const ConsumeCommand& c) {
+    w.u8(static_cast<uint8_t>(CommandTag::kConsume));
+    w.bytes(c.mailbox);
+    w.u32(c.max_count);
+    w.i64(c.lease_ms);
+    w.bytes(c.rid);
+  }
+  void operator()(const AckCommand& c) {
+    w.u8(static_cast<uint8_t>(CommandTag::kAck));
+    w.bytes(c.mailbox);
+    w.u64(c.id);
+    w.bytes(c.rid);
+  }
+  void operator()(const NackCommand& c) {
+    w.u8(static_cast<uint8_t>(CommandTag::kNack));
+    w.bytes(c.mailbox);
+    w.u64(c.id);
+    w.bytes(c.rid);
+  }
+  void operator()(const SweepCommand&) { w.u8(static_cast<uint8_t>(CommandTag::kSweep)); }
+  void operator()(const ConfigureCommand& c) {
+    w.u8(static_cast<uint8_t>(CommandTag::kConfigure));
+    encode_config(w, c.config);
+  }
+};
 
 bool decode_command(ByteReader& r, Command* command) {
   switch (static_cast<CommandTag>(r.u8())) {
     case CommandTag::kPut: {
-      PutCommand put;
-      put.mailbox = std::string(r.bytes());
-      put.encoding = std::string(r.bytes());
-      put.payload = std::string(r.bytes());
-      put.ttl_ms = r.i64();
-      *command = std::move(put);
+      PutCommand c;
+      c.mailbox = std::string(r.bytes());
+      c.encoding = std::string(r.bytes());
+      c.payload = std::string(r.bytes());
+      c.ttl_ms = r.i64();
+      c.rid = std::string(r.bytes());
+      *command = std::move(c);
       return r.ok();
     }
     case CommandTag::kConsume: {
-      ConsumeCommand consume;
-      consume.mailbox = std::string(r.bytes());
-      consume.max_count = r.u32();
-      *command = std::move(consume);
+      ConsumeCommand c;
+      c.mailbox = std::string(r.bytes());
+      c.max_count = r.u32();
+      c.lease_ms = r.i64();
+      c.rid = std::string(r.bytes());
+      *command = std::move(c);
       return r.ok();
     }
+    case CommandTag::kAck: {
+      AckCommand c;
+      c.mailbox = std::string(r.bytes());
+      c.id = r.u64();
+      c.rid = std::string(r.bytes());
+      *command = std::move(c);
+      return r.ok();
+    }
+    case CommandTag::kNack: {
+      NackCommand c;
+      c.mailbox = std::string(r.bytes());
+      c.id = r.u64();
+      c.rid = std::string(r.bytes());
+      *command = std::move(c);
+      return r.ok();
+    }
+    case CommandTag::kSweep:
+      *command = SweepCommand{};
+      return r.ok();
+    case CommandTag::kConfigure:
+      *command = ConfigureCommand{decode_config(r)};
+      return r.ok();
   }
   return false;
 }
 
 }  // namespace
 
+void encode_config(ByteWriter& w, const StateConfig& c) {
+  w.u64(c.max_messages_per_mailbox);
+  w.u64(c.max_bytes_per_mailbox);
+  w.u64(c.max_total_bytes);
+  w.i64(c.dedup_window_ms);
+  w.u64(c.max_dedup_entries);
+  w.u32(c.max_deliveries);
+}
+
+StateConfig decode_config(ByteReader& r) {
+  StateConfig c;
+  c.max_messages_per_mailbox = r.u64();
+  c.max_bytes_per_mailbox = r.u64();
+  c.max_total_bytes = r.u64();
+  c.dedup_window_ms = r.i64();
+  c.max_dedup_entries = r.u64();
+  c.max_deliveries = r.u32();
+  return c;
+}
+
 size_t encoded_size_hint(const Command& command) {
-  constexpr size_t kOverheadBytes = 32;
+  constexpr size_t kOverheadBytes = 48;
   if (const auto* put = std::get_if<PutCommand>(&command)) {
-    return kOverheadBytes + put->mailbox.size() + put->encoding.size() + put->payload.size();
+    return kOverheadBytes + put->mailbox.size() + put->encoding.size() + put->payload.size() + put->rid.size();
   }
-  return kOverheadBytes + std::get<ConsumeCommand>(command).mailbox.size();
+  if (const auto* consume = std::get_if<ConsumeCommand>(&command)) {
+    return kOverheadBytes + consume->mailbox.size() + consume->rid.size();
+  }
+  return kOverheadBytes + 2 * limits::kMaxMailboxNameBytes;
 }
 
 std::string encode_entry(const Entry& entry) {
@@ -62,7 +132,8 @@ std::string encode_entry(const Entry& entry) {
   w.i64(entry.leader_time_ms);
   w.u64(entry.proposer_token);
   w.varint(entry.commands.size());
-  for (const auto& c : entry.commands) encode_command(w, c);
+  Encoder encoder{w};
+  for (const auto& c : entry.commands) std::visit(encoder, c);
   while (w.size() % kEntryAlignmentBytes != 0) w.u8(0);
   return w.take();
 }

@@ -10,11 +10,14 @@
 // Threads: pure values and functions; safe from any thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
+
+#include "core/limits.hpp"
 
 namespace mailbox {
 
@@ -29,15 +32,55 @@ struct PutCommand {
   std::string encoding;
   std::string payload;
   int64_t ttl_ms = 0;  // > 0
+  std::string rid;     // empty: no idempotency key
 };
 
-// Remove and return up to `max_count` of the oldest live messages.
+// Take up to `max_count` of the oldest visible messages: remove them, or with
+// `lease_ms > 0` hide them until acked or the lease ends.
 struct ConsumeCommand {
   std::string mailbox;
   uint32_t max_count = 1;  // 1..limits::kMaxBatchMessages
+  int64_t lease_ms = 0;    // 0: remove (exactly once)
+  std::string rid;
 };
 
-using Command = std::variant<PutCommand, ConsumeCommand>;
+// Settle a leased message: remove it.
+struct AckCommand {
+  std::string mailbox;
+  uint64_t id = 0;
+  std::string rid;
+};
+
+// Give a leased message back at once.
+struct NackCommand {
+  std::string mailbox;
+  uint64_t id = 0;
+  std::string rid;
+};
+
+// Housekeeping at the entry's time: drop expired messages, end expired
+// leases (moving messages past the delivery limit to their dead-letter
+// mailbox), forget old dedup records. Proposed by the leader when due.
+struct SweepCommand {};
+
+// The business settings every replica must share; proposed by a leader whose
+// flags differ from the state's.
+struct StateConfig {
+  uint64_t max_messages_per_mailbox = limits::kDefaultMaxMessagesPerMailbox;
+  uint64_t max_bytes_per_mailbox = limits::kDefaultMaxBytesPerMailbox;
+  uint64_t max_total_bytes = limits::kDefaultMaxTotalBytes;
+  int64_t dedup_window_ms = limits::kDefaultDedupWindowMs;
+  uint64_t max_dedup_entries = limits::kDefaultMaxDedupEntries;
+  uint32_t max_deliveries = limits::kDefaultMaxDeliveries;
+  bool operator==(const StateConfig&) const = default;
+};
+
+struct ConfigureCommand {
+  StateConfig config;
+};
+
+using Command =
+    std::variant<PutCommand, ConsumeCommand, AckCommand, NackCommand, SweepCommand, ConfigureCommand>;
 
 // One Raft log entry: a batch of commands applied in order at one time.
 struct Entry {
@@ -52,5 +95,10 @@ size_t encoded_size_hint(const Command& command);
 std::string encode_entry(const Entry& entry);
 // False when `bytes` is not a well-formed entry of a known version.
 bool decode_entry(std::string_view bytes, Entry* entry);
+
+class ByteWriter;
+class ByteReader;
+void encode_config(ByteWriter& w, const StateConfig& config);
+StateConfig decode_config(ByteReader& r);
 
 }  // namespace mailbox

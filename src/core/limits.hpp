@@ -31,9 +31,24 @@ inline constexpr uint64_t kDefaultMaxMessagesPerMailbox = 1'000'000;
 inline constexpr uint64_t kDefaultMaxBytesPerMailbox = 1ULL << 30;    // 1 GiB
 inline constexpr uint64_t kDefaultMaxTotalBytes = 4ULL << 30;         // 4 GiB
 
+// Idempotency: how long and how many rid records are kept (SPEC: 5 minutes).
+inline constexpr int64_t kDefaultDedupWindowMs = 5LL * 60 * 1000;
+inline constexpr uint64_t kDefaultMaxDedupEntries = 100'000;
+// Leases: deliveries before a message moves to its dead-letter mailbox.
+inline constexpr uint32_t kDefaultMaxDeliveries = 5;
+inline constexpr int64_t kMaxLeaseMs = 12LL * 60 * 60 * 1000;
+// Dead letters of mailbox X go to X + kDeadLetterSuffix.
+inline constexpr const char* kDeadLetterSuffix = ".dlq";
+inline constexpr size_t kDeadLetterSuffixBytes = 4;
+// Long-poll: the longest wait= by default, and how many queries may wait at once.
+inline constexpr int64_t kDefaultMaxWaitMs = 5LL * 60 * 1000;
+inline constexpr size_t kMaxParkedWaiters = 10'000;
+// Longest idempotency key.
+inline constexpr size_t kMaxRidBytes = 128;
+
 // Replication batching: commands packed into one Raft log entry.
 inline constexpr size_t kMaxCommandsPerEntry = 4096;
-inline constexpr size_t kMaxEntryBytes = 32 * 1024 * 1024;
+inline constexpr size_t kMaxEntryBytes = 4 * 1024 * 1024;
 // Requests admitted but not yet answered, across the whole server.
 inline constexpr size_t kMaxInflightRequests = 65536;
 

@@ -1,6 +1,7 @@
 #include "core/state_machine.hpp"
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "core/assert.hpp"
 #include "core/bytes.hpp"
@@ -19,56 +20,125 @@ struct Fnv {
     }
   }
   void add(uint64_t v) { add(std::string_view(reinterpret_cast<const char*>(&v), sizeof v)); }
+  void add(int64_t v) { add(static_cast<uint64_t>(v)); }
 };
+
+std::string dedup_key(char op, std::string_view mailbox, std::string_view rid) {
+  std::string key;
+  key.reserve(2 + mailbox.size() + rid.size());
+  key.push_back(op);
+  key.append(mailbox);
+  key.push_back('\n');  // never part of a mailbox name
+  key.append(rid);
+  return key;
+}
+
+Status empty_status() { return Status::error(ErrorCode::kEmpty, "mailbox is empty"); }
+
 }  // namespace
 
-uint64_t StateMachine::message_bytes(const StoredMessage& m) { return m.body->payload.size(); }
+std::string dead_letter_mailbox(std::string_view mailbox) {
+  return std::string(mailbox) + limits::kDeadLetterSuffix;
+}
+
+// ------------------------------------------------------------------ apply
 
 std::vector<CommandResult> StateMachine::apply(const Entry& entry) {
   // Time never goes backwards, even if a new leader's clock is behind.
   clock_ms_ = std::max(clock_ms_, entry.leader_time_ms);
+  forget_old_dedup();
   std::vector<CommandResult> results;
   results.reserve(entry.commands.size());
   for (const auto& command : entry.commands) {
     if (const auto* put = std::get_if<PutCommand>(&command)) {
-      results.push_back(apply_put(*put));
+      results.push_back(with_dedup('P', *put, [&] { return apply_put(*put); }));
+    } else if (const auto* consume = std::get_if<ConsumeCommand>(&command)) {
+      results.push_back(with_dedup('C', *consume, [&] { return apply_consume(*consume); }));
+    } else if (const auto* ack = std::get_if<AckCommand>(&command)) {
+      results.push_back(with_dedup('A', *ack, [&] { return apply_ack(*ack); }));
+    } else if (const auto* nack = std::get_if<NackCommand>(&command)) {
+      results.push_back(with_dedup('N', *nack, [&] { return apply_nack(*nack); }));
+    } else if (std::holds_alternative<SweepCommand>(command)) {
+      apply_sweep();
+      results.emplace_back();
     } else {
-      results.push_back(apply_consume(std::get<ConsumeCommand>(command)));
+      config_ = std::get<ConfigureCommand>(command).config;
+      forget_old_dedup();
+      results.emplace_back();
     }
   }
   return results;
+}
+
+template <typename C, typename F>
+CommandResult StateMachine::with_dedup(char op, const C& command, F&& apply_fn) {
+  if (command.rid.empty()) return apply_fn();
+  std::string key = dedup_key(op, command.mailbox, command.rid);
+  auto found = dedup_.find(key);
+  if (found != dedup_.end()) {
+    CommandResult repeat = found->second.result;
+    repeat.deduplicated = true;
+    return repeat;
+  }
+  CommandResult result = apply_fn();
+  // Only outcomes that changed the state are remembered: a retry of a
+  // refused or empty attempt must be free to succeed later.
+  if (result.status.is_ok() && config_.max_dedup_entries > 0) {
+    while (dedup_.size() >= config_.max_dedup_entries && !dedup_order_.empty()) {
+      dedup_.erase(dedup_order_.front().second);
+      dedup_order_.pop_front();
+    }
+    dedup_order_.emplace_back(clock_ms_, key);
+    dedup_.emplace(std::move(key), DedupRecord{clock_ms_, result});
+  }
+  return result;
+}
+
+void StateMachine::forget_old_dedup() {
+  while (!dedup_order_.empty() &&
+         (dedup_order_.front().first + config_.dedup_window_ms <= clock_ms_ ||
+          dedup_.size() > config_.max_dedup_entries)) {
+    dedup_.erase(dedup_order_.front().second);
+    dedup_order_.pop_front();
+  }
+}
+
+StoredMessage& StateMachine::append(const std::string& name, StoredMessage message) {
+  auto it = mailboxes_.find(name);
+  if (it == mailboxes_.end()) it = mailboxes_.emplace(name, Mailbox{}).first;
+  Mailbox& box = it->second;
+  const uint64_t size = message_bytes(message);
+  box.bytes += size;
+  box.next_expiry_bound_ms = std::min(box.next_expiry_bound_ms, message.expires_at_ms);
+  if (message.lease_expires_at_ms != 0) {
+    box.next_lease_end_bound_ms = std::min(box.next_lease_end_bound_ms, message.lease_expires_at_ms);
+  }
+  total_bytes_ += size;
+  total_messages_ += 1;
+  box.messages.push_back(std::move(message));
+  return box.messages.back();
 }
 
 CommandResult StateMachine::apply_put(const PutCommand& put) {
   CommandResult result;
   const uint64_t size = put.payload.size();
   auto it = mailboxes_.find(put.mailbox);
-  if (it != mailboxes_.end()) drop_expired_head(it->second);
   const uint64_t box_messages = it == mailboxes_.end() ? 0 : it->second.messages.size();
   const uint64_t box_bytes = it == mailboxes_.end() ? 0 : it->second.bytes;
-  if (box_messages + 1 > limits_.max_messages_per_mailbox) {
+  if (box_messages + 1 > config_.max_messages_per_mailbox) {
     result.status = Status::error(ErrorCode::kQuotaExceeded, "mailbox holds its maximum number of messages");
-    return result;
-  }
-  if (box_bytes + size > limits_.max_bytes_per_mailbox) {
+  } else if (box_bytes + size > config_.max_bytes_per_mailbox) {
     result.status = Status::error(ErrorCode::kQuotaExceeded, "mailbox holds its maximum number of bytes");
-    return result;
-  }
-  if (total_bytes_ + size > limits_.max_total_bytes) {
+  } else if (total_bytes_ + size > config_.max_total_bytes) {
     result.status = Status::error(ErrorCode::kQuotaExceeded, "the service holds its maximum number of bytes");
-    return result;
   }
-  if (it == mailboxes_.end()) it = mailboxes_.emplace(put.mailbox, Mailbox{}).first;
+  if (!result.status.is_ok()) return result;
   StoredMessage m;
   m.id = next_id_++;
   m.enqueued_at_ms = clock_ms_;
   m.expires_at_ms = clock_ms_ + put.ttl_ms;
   m.body = std::make_shared<const MessageBody>(MessageBody{put.encoding, put.payload});
-  it->second.bytes += size;
-  it->second.messages.push_back(std::move(m));
-  total_bytes_ += size;
-  total_messages_ += 1;
-  result.put_id = it->second.messages.back().id;
+  result.put_id = append(put.mailbox, std::move(m)).id;
   return result;
 }
 
@@ -77,36 +147,155 @@ CommandResult StateMachine::apply_consume(const ConsumeCommand& consume) {
   auto it = mailboxes_.find(consume.mailbox);
   if (it != mailboxes_.end()) {
     Mailbox& box = it->second;
-    while (result.messages.size() < consume.max_count) {
-      drop_expired_head(box);
-      if (box.messages.empty()) break;
-      StoredMessage& m = box.messages.front();
-      result.messages.push_back(
-          DeliveredMessage{consume.mailbox, m.id, m.enqueued_at_ms, m.deliveries + 1, m.body});
-      remove_front(box);
+    size_t i = 0;
+    while (i < box.messages.size() && result.messages.size() < consume.max_count) {
+      StoredMessage& m = box.messages[i];
+      if (m.expires_at_ms <= clock_ms_ && (m.lease_expires_at_ms == 0 || m.lease_expires_at_ms <= clock_ms_)) {
+        erase_at(box, i);  // expired and not under an active lease: never delivered
+        continue;
+      }
+      if (!visible(m, clock_ms_)) {
+        ++i;
+        continue;
+      }
+      if (m.lease_expires_at_ms != 0 && m.deliveries >= config_.max_deliveries) {
+        ++i;  // its lease ended at the delivery limit: the next sweep moves it
+        continue;
+      }
+      m.deliveries += 1;
+      if (consume.lease_ms > 0) {
+        m.lease_expires_at_ms = clock_ms_ + consume.lease_ms;
+        box.next_lease_end_bound_ms = std::min(box.next_lease_end_bound_ms, m.lease_expires_at_ms);
+        result.messages.push_back(
+            DeliveredMessage{consume.mailbox, m.id, m.enqueued_at_ms, m.deliveries, m.lease_expires_at_ms, m.body});
+        ++i;
+      } else {
+        result.messages.push_back(DeliveredMessage{consume.mailbox, m.id, m.enqueued_at_ms, m.deliveries, 0, m.body});
+        erase_at(box, i);
+      }
     }
-    if (box.messages.empty()) mailboxes_.erase(it);
+    erase_if_empty(it);
   }
-  if (result.messages.empty()) result.status = Status::error(ErrorCode::kEmpty, "mailbox is empty");
+  if (result.messages.empty()) result.status = empty_status();
   return result;
 }
 
-void StateMachine::drop_expired_head(Mailbox& box) {
-  // FIFO order is by id, not by expiry; only the head is dropped here. Expired
-  // messages further back are skipped by readers and dropped when they reach
-  // the head.
-  while (!box.messages.empty() && box.messages.front().expires_at_ms <= clock_ms_) remove_front(box);
+std::deque<StoredMessage>::iterator StateMachine::find_message(Mailbox& box, uint64_t id) {
+  auto pos = std::lower_bound(box.messages.begin(), box.messages.end(), id,
+                              [](const StoredMessage& m, uint64_t v) { return m.id < v; });
+  if (pos != box.messages.end() && pos->id == id) return pos;
+  return box.messages.end();
 }
 
-void StateMachine::remove_front(Mailbox& box) {
-  MAILBOX_ASSERT(!box.messages.empty(), "remove_front on an empty mailbox");
-  const uint64_t size = message_bytes(box.messages.front());
+CommandResult StateMachine::apply_ack(const AckCommand& ack) {
+  CommandResult result;
+  auto it = mailboxes_.find(ack.mailbox);
+  if (it != mailboxes_.end()) {
+    auto pos = find_message(it->second, ack.id);
+    if (pos != it->second.messages.end() && pos->lease_expires_at_ms > clock_ms_) {
+      erase_at(it->second, static_cast<size_t>(pos - it->second.messages.begin()));
+      erase_if_empty(it);
+      return result;
+    }
+  }
+  result.status = Status::error(ErrorCode::kNotFound, "no active lease on message " + std::to_string(ack.id) +
+                                                          " in this mailbox (unknown, settled, or lease expired)");
+  return result;
+}
+
+CommandResult StateMachine::apply_nack(const NackCommand& nack) {
+  CommandResult result;
+  auto it = mailboxes_.find(nack.mailbox);
+  if (it != mailboxes_.end()) {
+    Mailbox& box = it->second;
+    auto pos = find_message(box, nack.id);
+    if (pos != box.messages.end() && pos->lease_expires_at_ms > clock_ms_) {
+      if (pos->deliveries >= config_.max_deliveries) {
+        StoredMessage dead = *pos;
+        erase_at(box, static_cast<size_t>(pos - box.messages.begin()));
+        erase_if_empty(it);
+        dead.id = next_id_++;
+        dead.lease_expires_at_ms = 0;
+        append(dead_letter_mailbox(nack.mailbox), std::move(dead));
+      } else {
+        pos->lease_expires_at_ms = 0;
+      }
+      return result;
+    }
+  }
+  result.status = Status::error(ErrorCode::kNotFound, "no active lease on message " + std::to_string(nack.id) +
+                                                          " in this mailbox (unknown, settled, or lease expired)");
+  return result;
+}
+
+void StateMachine::apply_sweep() {
+  std::vector<std::pair<std::string, StoredMessage>> dead;
+  for (auto it = mailboxes_.begin(); it != mailboxes_.end();) {
+    Mailbox& box = it->second;
+    if (std::min(box.next_expiry_bound_ms, box.next_lease_end_bound_ms) > clock_ms_) {
+      ++it;
+      continue;
+    }
+    std::vector<StoredMessage> dead_here;
+    sweep_mailbox(it->first, box, &dead_here);
+    for (auto& m : dead_here) dead.emplace_back(dead_letter_mailbox(it->first), std::move(m));
+    auto next = std::next(it);
+    erase_if_empty(it);
+    it = next;
+  }
+  // Dead letters get new ids so each mailbox stays FIFO by id.
+  for (auto& [name, m] : dead) {
+    m.id = next_id_++;
+    append(name, std::move(m));
+  }
+}
+
+void StateMachine::sweep_mailbox(const std::string& name, Mailbox& box, std::vector<StoredMessage>* dead) {
+  (void)name;
+  int64_t next_expiry = INT64_MAX;
+  int64_t next_lease_end = INT64_MAX;
+  size_t i = 0;
+  while (i < box.messages.size()) {
+    StoredMessage& m = box.messages[i];
+    const bool lease_active = m.lease_expires_at_ms > clock_ms_;
+    if (m.lease_expires_at_ms != 0 && !lease_active) {
+      m.lease_expires_at_ms = 0;  // the lease ended: visible again ...
+      if (m.deliveries >= config_.max_deliveries && m.expires_at_ms > clock_ms_) {
+        dead->push_back(m);  // ... unless it reached the delivery limit
+        erase_at(box, i);
+        continue;
+      }
+    }
+    if (m.expires_at_ms <= clock_ms_ && !lease_active) {
+      erase_at(box, i);
+      continue;
+    }
+    next_expiry = std::min(next_expiry, m.expires_at_ms);
+    if (lease_active) next_lease_end = std::min(next_lease_end, m.lease_expires_at_ms);
+    ++i;
+  }
+  box.next_expiry_bound_ms = next_expiry;
+  box.next_lease_end_bound_ms = next_lease_end;
+}
+
+void StateMachine::erase_at(Mailbox& box, size_t index) {
+  MAILBOX_ASSERT(index < box.messages.size(), "erase_at within the mailbox");
+  const uint64_t size = message_bytes(box.messages[index]);
   MAILBOX_ASSERT(box.bytes >= size && total_bytes_ >= size && total_messages_ > 0, "byte accounting");
   box.bytes -= size;
   total_bytes_ -= size;
   total_messages_ -= 1;
-  box.messages.pop_front();
+  box.messages.erase(box.messages.begin() + static_cast<std::ptrdiff_t>(index));
 }
+
+void StateMachine::erase_if_empty(std::map<std::string, Mailbox, std::less<>>::iterator it) {
+  if (it->second.messages.empty()) {
+    MAILBOX_ASSERT(it->second.bytes == 0, "an empty mailbox holds no bytes");
+    mailboxes_.erase(it);
+  }
+}
+
+// ------------------------------------------------------------------ reads
 
 Status StateMachine::peek(std::string_view mailbox, uint32_t max_count, int64_t now_ms,
                           std::vector<DeliveredMessage>* out) const {
@@ -115,12 +304,22 @@ Status StateMachine::peek(std::string_view mailbox, uint32_t max_count, int64_t 
   if (it != mailboxes_.end()) {
     for (const auto& m : it->second.messages) {
       if (out->size() >= max_count) break;
-      if (m.expires_at_ms <= now_ms) continue;
-      out->push_back(DeliveredMessage{std::string(mailbox), m.id, m.enqueued_at_ms, m.deliveries, m.body});
+      if (!visible(m, now_ms)) continue;
+      if (m.lease_expires_at_ms != 0 && m.deliveries >= config_.max_deliveries) continue;
+      out->push_back(DeliveredMessage{std::string(mailbox), m.id, m.enqueued_at_ms, m.deliveries, 0, m.body});
     }
   }
-  if (out->empty()) return Status::error(ErrorCode::kEmpty, "mailbox is empty");
+  if (out->empty()) return empty_status();
   return Status::ok();
+}
+
+bool StateMachine::has_visible(std::string_view mailbox, int64_t now_ms) const {
+  auto it = mailboxes_.find(mailbox);
+  if (it == mailboxes_.end()) return false;
+  for (const auto& m : it->second.messages) {
+    if (visible(m, now_ms) && !(m.lease_expires_at_ms != 0 && m.deliveries >= config_.max_deliveries)) return true;
+  }
+  return false;
 }
 
 MailboxStats StateMachine::stats(std::string_view mailbox, int64_t now_ms) const {
@@ -128,20 +327,57 @@ MailboxStats StateMachine::stats(std::string_view mailbox, int64_t now_ms) const
   auto it = mailboxes_.find(mailbox);
   if (it == mailboxes_.end()) return s;
   for (const auto& m : it->second.messages) {
-    if (m.expires_at_ms <= now_ms) continue;
+    const bool leased = m.lease_expires_at_ms > now_ms;
+    if (m.expires_at_ms <= now_ms && !leased) continue;
     s.messages += 1;
     s.bytes += message_bytes(m);
+    if (leased) s.leased += 1;
     if (s.messages == 1) s.oldest_age_ms = std::max<int64_t>(0, now_ms - m.enqueued_at_ms);
   }
   return s;
 }
 
+int64_t StateMachine::next_sweep_due_ms() const {
+  int64_t due = INT64_MAX;
+  for (const auto& [name, box] : mailboxes_) {
+    due = std::min({due, box.next_expiry_bound_ms, box.next_lease_end_bound_ms});
+  }
+  if (!dedup_order_.empty()) due = std::min(due, dedup_order_.front().first + config_.dedup_window_ms);
+  return due;
+}
+
+// ------------------------------------------------------------------ snapshot
+//
+// Layout: u8 version, u64 next_id, i64 clock, config, bodies (each body once:
+// encoding, payload), mailboxes (name, messages referring to bodies by index),
+// dedup records (key, time, status, put id, delivered messages).
+
 std::string StateMachine::serialize() const {
+  std::unordered_map<const MessageBody*, uint64_t> body_index;
+  std::vector<const MessageBody*> bodies;
+  auto index_of = [&](const std::shared_ptr<const MessageBody>& b) {
+    auto [pos, inserted] = body_index.emplace(b.get(), bodies.size());
+    if (inserted) bodies.push_back(b.get());
+    return pos->second;
+  };
+  for (const auto& [name, box] : mailboxes_) {
+    for (const auto& m : box.messages) index_of(m.body);
+  }
+  for (const auto& [key, record] : dedup_) {
+    for (const auto& m : record.result.messages) index_of(m.body);
+  }
+
   ByteWriter w;
-  w.reserve(64 + total_bytes_ + total_messages_ * 48);
+  w.reserve(64 + total_bytes_ + total_messages_ * 64);
   w.u8(kSnapshotFormatVersion);
   w.u64(next_id_);
   w.i64(clock_ms_);
+  encode_config(w, config_);
+  w.varint(bodies.size());
+  for (const MessageBody* b : bodies) {
+    w.bytes(b->encoding);
+    w.bytes(b->payload);
+  }
   w.varint(mailboxes_.size());
   for (const auto& [name, box] : mailboxes_) {
     w.bytes(name);
@@ -150,9 +386,27 @@ std::string StateMachine::serialize() const {
       w.u64(m.id);
       w.i64(m.enqueued_at_ms);
       w.i64(m.expires_at_ms);
+      w.i64(m.lease_expires_at_ms);
       w.u32(m.deliveries);
-      w.bytes(m.body->encoding);
-      w.bytes(m.body->payload);
+      w.varint(body_index.at(m.body.get()));
+    }
+  }
+  w.varint(dedup_order_.size());
+  for (const auto& [time, key] : dedup_order_) {
+    const DedupRecord& record = dedup_.at(key);
+    w.bytes(key);
+    w.i64(record.recorded_at_ms);
+    w.u8(static_cast<uint8_t>(record.result.status.code));
+    w.bytes(record.result.status.message);
+    w.u64(record.result.put_id);
+    w.varint(record.result.messages.size());
+    for (const auto& m : record.result.messages) {
+      w.bytes(m.mailbox);
+      w.u64(m.id);
+      w.i64(m.enqueued_at_ms);
+      w.u32(m.deliveries);
+      w.i64(m.lease_expires_at_ms);
+      w.varint(body_index.at(m.body.get()));
     }
   }
   return w.take();
@@ -161,56 +415,110 @@ std::string StateMachine::serialize() const {
 bool StateMachine::restore(std::string_view bytes) {
   ByteReader r(bytes);
   if (r.u8() != kSnapshotFormatVersion) return false;
-  StateMachine fresh(limits_);
+  StateMachine fresh;
   fresh.next_id_ = r.u64();
   fresh.clock_ms_ = r.i64();
-  uint64_t boxes = r.varint();
-  if (!r.ok() || boxes > r.remaining()) return false;
-  for (uint64_t b = 0; b < boxes; ++b) {
+  fresh.config_ = decode_config(r);
+  const uint64_t body_count = r.varint();
+  if (!r.ok() || body_count > r.remaining()) return false;
+  std::vector<std::shared_ptr<const MessageBody>> bodies;
+  bodies.reserve(body_count);
+  for (uint64_t i = 0; i < body_count; ++i) {
+    std::string encoding(r.bytes());
+    std::string payload(r.bytes());
+    if (!r.ok()) return false;
+    bodies.push_back(std::make_shared<const MessageBody>(MessageBody{std::move(encoding), std::move(payload)}));
+  }
+  auto body_at = [&](uint64_t index) -> std::shared_ptr<const MessageBody> {
+    return index < bodies.size() ? bodies[index] : nullptr;
+  };
+  const uint64_t box_count = r.varint();
+  if (!r.ok() || box_count > r.remaining()) return false;
+  for (uint64_t b = 0; b < box_count; ++b) {
     std::string name(r.bytes());
-    uint64_t count = r.varint();
-    if (!r.ok() || count > r.remaining()) return false;
-    Mailbox box;
+    const uint64_t count = r.varint();
+    if (!r.ok() || count > r.remaining() || count == 0) return false;
     for (uint64_t i = 0; i < count; ++i) {
       StoredMessage m;
       m.id = r.u64();
       m.enqueued_at_ms = r.i64();
       m.expires_at_ms = r.i64();
+      m.lease_expires_at_ms = r.i64();
       m.deliveries = r.u32();
-      std::string encoding(r.bytes());
-      std::string payload(r.bytes());
-      if (!r.ok()) return false;
-      m.body = std::make_shared<const MessageBody>(MessageBody{std::move(encoding), std::move(payload)});
-      box.bytes += m.body->payload.size();
-      box.messages.push_back(std::move(m));
+      m.body = body_at(r.varint());
+      if (!r.ok() || !m.body) return false;
+      fresh.append(name, std::move(m));
     }
-    fresh.total_bytes_ += box.bytes;
-    fresh.total_messages_ += box.messages.size();
-    if (!box.messages.empty()) fresh.mailboxes_.emplace(std::move(name), std::move(box));
+  }
+  const uint64_t dedup_count = r.varint();
+  if (!r.ok() || dedup_count > r.remaining()) return false;
+  for (uint64_t d = 0; d < dedup_count; ++d) {
+    std::string key(r.bytes());
+    DedupRecord record;
+    record.recorded_at_ms = r.i64();
+    record.result.status.code = static_cast<ErrorCode>(r.u8());
+    record.result.status.message = std::string(r.bytes());
+    record.result.put_id = r.u64();
+    const uint64_t n = r.varint();
+    if (!r.ok() || n > r.remaining()) return false;
+    for (uint64_t i = 0; i < n; ++i) {
+      DeliveredMessage m;
+      m.mailbox = std::string(r.bytes());
+      m.id = r.u64();
+      m.enqueued_at_ms = r.i64();
+      m.deliveries = r.u32();
+      m.lease_expires_at_ms = r.i64();
+      m.body = body_at(r.varint());
+      if (!r.ok() || !m.body) return false;
+      record.result.messages.push_back(std::move(m));
+    }
+    fresh.dedup_order_.emplace_back(record.recorded_at_ms, key);
+    fresh.dedup_.emplace(std::move(key), std::move(record));
   }
   if (!r.ok() || !r.at_end()) return false;
-  mailboxes_ = std::move(fresh.mailboxes_);
-  next_id_ = fresh.next_id_;
-  clock_ms_ = fresh.clock_ms_;
-  total_messages_ = fresh.total_messages_;
-  total_bytes_ = fresh.total_bytes_;
+  // Bounds are recomputed exactly.
+  for (auto& [name, box] : fresh.mailboxes_) {
+    box.next_expiry_bound_ms = INT64_MAX;
+    box.next_lease_end_bound_ms = INT64_MAX;
+    for (const auto& m : box.messages) {
+      box.next_expiry_bound_ms = std::min(box.next_expiry_bound_ms, m.expires_at_ms);
+      if (m.lease_expires_at_ms != 0) {
+        box.next_lease_end_bound_ms = std::min(box.next_lease_end_bound_ms, m.lease_expires_at_ms);
+      }
+    }
+  }
+  *this = std::move(fresh);
   return true;
 }
 
 uint64_t StateMachine::digest() const {
   Fnv f;
   f.add(next_id_);
-  f.add(static_cast<uint64_t>(clock_ms_));
+  f.add(clock_ms_);
+  f.add(config_.max_messages_per_mailbox);
+  f.add(config_.max_bytes_per_mailbox);
+  f.add(config_.max_total_bytes);
+  f.add(config_.dedup_window_ms);
+  f.add(config_.max_dedup_entries);
+  f.add(static_cast<uint64_t>(config_.max_deliveries));
   for (const auto& [name, box] : mailboxes_) {
     f.add(name);
     for (const auto& m : box.messages) {
       f.add(m.id);
-      f.add(static_cast<uint64_t>(m.enqueued_at_ms));
-      f.add(static_cast<uint64_t>(m.expires_at_ms));
+      f.add(m.enqueued_at_ms);
+      f.add(m.expires_at_ms);
+      f.add(m.lease_expires_at_ms);
       f.add(static_cast<uint64_t>(m.deliveries));
       f.add(m.body->encoding);
       f.add(m.body->payload);
     }
+  }
+  for (const auto& [time, key] : dedup_order_) {
+    f.add(time);
+    f.add(key);
+    const DedupRecord& record = dedup_.at(key);
+    f.add(record.result.put_id);
+    for (const auto& m : record.result.messages) f.add(m.id);
   }
   return f.h;
 }

@@ -1,15 +1,25 @@
 // state_machine.hpp: the mailbox state machine, the deterministic core of the
 // service.
 //
-// What it is for: it holds every mailbox and applies log entries to them.
-// It is pure: no I/O, threads, clocks or randomness. Time comes only from the
-// entries (`Entry::leader_time_ms`, made monotonic here), ids from a counter
-// in the state. Two replicas that apply the same entries from the same
-// snapshot hold identical state (`digest()` proves it) and produce identical
-// results.
+// What it is for: it holds every mailbox, the idempotency (rid) records and
+// the shared business settings, and applies log entries to them. It is pure:
+// no I/O, threads, clocks or randomness. Time comes only from the entries
+// (`Entry::leader_time_ms`, made monotonic here), ids from a counter in the
+// state. Two replicas that apply the same entries from the same snapshot hold
+// identical state (`digest()` proves it) and produce identical results.
 //
-// Business errors (empty mailbox, quota) are results, never failures: a
-// follower must be able to apply every committed entry.
+// Business errors (empty mailbox, quota, unknown lease) are results, never
+// failures: a follower must be able to apply every committed entry.
+//
+// Semantics in brief (docs/PROTOCOL.md has the full contract):
+//  - put appends with a new id; refused with quota_exceeded when full;
+//  - consume takes the oldest visible messages: removes them, or with a lease
+//    hides them until ack (remove), nack (visible again) or lease end;
+//  - a message whose lease ends after `max_deliveries` deliveries moves to
+//    the mailbox `<name>.dlq` (dead letters), never dropped;
+//  - an expired message (ttl) is never delivered; sweep removes it;
+//  - a command with a rid that already succeeded within the dedup window
+//    returns its first result and changes nothing.
 //
 // Threads: not thread-safe. The replication loop thread owns it and is the
 // only caller. Results hand out `std::shared_ptr<const MessageBody>`, which
@@ -41,43 +51,42 @@ struct StoredMessage {
   uint64_t id = 0;
   int64_t enqueued_at_ms = 0;
   int64_t expires_at_ms = 0;
-  uint32_t deliveries = 0;  // completed deliveries so far
+  int64_t lease_expires_at_ms = 0;  // 0: not leased
+  uint32_t deliveries = 0;          // deliveries so far
   std::shared_ptr<const MessageBody> body;
 };
 
-// A message handed to a client: the stored message plus its mailbox.
+// A message handed to a client.
 struct DeliveredMessage {
   std::string mailbox;
   uint64_t id = 0;
   int64_t enqueued_at_ms = 0;
-  uint32_t deliveries = 0;  // including this delivery for a consume
+  uint32_t deliveries = 0;          // including this delivery for a consume
+  int64_t lease_expires_at_ms = 0;  // 0 unless leased by this consume
   std::shared_ptr<const MessageBody> body;
 };
 
 // The result of one command, in the order of the entry's commands.
 struct CommandResult {
-  Status status;                            // kOk, kEmpty, kQuotaExceeded, ...
-  uint64_t put_id = 0;                      // for a successful put
-  std::vector<DeliveredMessage> messages;   // for a successful consume
+  Status status;                           // kOk, kEmpty, kQuotaExceeded, kNotFound, ...
+  uint64_t put_id = 0;                     // for a successful put
+  std::vector<DeliveredMessage> messages;  // for a successful consume
+  bool deduplicated = false;               // a repeat answered from the rid record
 };
 
 struct MailboxStats {
-  uint64_t messages = 0;
+  uint64_t messages = 0;  // stored and unexpired, leased included
   uint64_t bytes = 0;
   int64_t oldest_age_ms = 0;  // 0 when empty
-  uint64_t leased = 0;
+  uint64_t leased = 0;        // under an active lease
 };
 
-// Quotas applied inside `apply`; they must be the same on every replica.
-struct StateLimits {
-  uint64_t max_messages_per_mailbox = limits::kDefaultMaxMessagesPerMailbox;
-  uint64_t max_bytes_per_mailbox = limits::kDefaultMaxBytesPerMailbox;
-  uint64_t max_total_bytes = limits::kDefaultMaxTotalBytes;
-};
+// The name of the mailbox that receives `mailbox`'s dead letters.
+std::string dead_letter_mailbox(std::string_view mailbox);
 
 class StateMachine {
  public:
-  explicit StateMachine(StateLimits limits = {}) : limits_(limits) {}
+  StateMachine() = default;
 
   // Applies every command of `entry` in order; returns one result per command.
   std::vector<CommandResult> apply(const Entry& entry);
@@ -86,12 +95,20 @@ class StateMachine {
   Status peek(std::string_view mailbox, uint32_t max_count, int64_t now_ms,
               std::vector<DeliveredMessage>* out) const;
   MailboxStats stats(std::string_view mailbox, int64_t now_ms) const;
+  // True when `mailbox` has a message a consume at `now_ms` would take.
+  bool has_visible(std::string_view mailbox, int64_t now_ms) const;
 
+  // The earliest time a sweep has work to do (an expiry, a lease end, a dedup
+  // record to forget); INT64_MAX when none. May be early, never late.
+  int64_t next_sweep_due_ms() const;
+
+  const StateConfig& config() const { return config_; }
   // The time of the last applied entry (monotonic).
   int64_t clock_ms() const { return clock_ms_; }
   uint64_t total_messages() const { return total_messages_; }
   uint64_t total_bytes() const { return total_bytes_; }
   size_t mailbox_count() const { return mailboxes_.size(); }
+  size_t dedup_count() const { return dedup_.size(); }
 
   // Snapshot: the whole state as bytes, and back. `restore` replaces the
   // state only when `bytes` is a well-formed snapshot; otherwise it returns
@@ -106,17 +123,41 @@ class StateMachine {
   struct Mailbox {
     std::deque<StoredMessage> messages;  // FIFO by id
     uint64_t bytes = 0;
+    // Lower bounds for the next expiry / lease end in this mailbox; exact
+    // after a sweep of it, lowered by every put and lease.
+    int64_t next_expiry_bound_ms = INT64_MAX;
+    int64_t next_lease_end_bound_ms = INT64_MAX;
+  };
+  struct DedupRecord {
+    int64_t recorded_at_ms = 0;
+    CommandResult result;
   };
 
   CommandResult apply_put(const PutCommand& put);
   CommandResult apply_consume(const ConsumeCommand& consume);
-  // Drops expired messages at the head of `box` (deterministic, time from the log).
-  void drop_expired_head(Mailbox& box);
-  void remove_front(Mailbox& box);
-  static uint64_t message_bytes(const StoredMessage& m);
+  CommandResult apply_ack(const AckCommand& ack);
+  CommandResult apply_nack(const NackCommand& nack);
+  void apply_sweep();
 
-  StateLimits limits_;
+  template <typename C, typename F>
+  CommandResult with_dedup(char op, const C& command, F&& apply_fn);
+  void forget_old_dedup();
+
+  // Appends a message to `name`, creating the mailbox (no quota check).
+  StoredMessage& append(const std::string& name, StoredMessage message);
+  void sweep_mailbox(const std::string& name, Mailbox& box, std::vector<StoredMessage>* dead);
+  void erase_at(Mailbox& box, size_t index);
+  void erase_if_empty(std::map<std::string, Mailbox, std::less<>>::iterator it);
+  std::deque<StoredMessage>::iterator find_message(Mailbox& box, uint64_t id);
+  static bool visible(const StoredMessage& m, int64_t now_ms) {
+    return m.expires_at_ms > now_ms && (m.lease_expires_at_ms == 0 || m.lease_expires_at_ms <= now_ms);
+  }
+  static uint64_t message_bytes(const StoredMessage& m) { return m.body->payload.size(); }
+
+  StateConfig config_;
   std::map<std::string, Mailbox, std::less<>> mailboxes_;
+  std::map<std::string, DedupRecord, std::less<>> dedup_;
+  std::deque<std::pair<int64_t, std::string>> dedup_order_;  // (recorded_at, key), oldest first
   uint64_t next_id_ = 1;
   int64_t clock_ms_ = 0;
   uint64_t total_messages_ = 0;

@@ -17,6 +17,8 @@ namespace mailbox {
 namespace {
 
 constexpr unsigned kStatusRefreshIntervalMs = 20;
+// How often the leader checks whether a sweep (expiry, lease end) is due.
+constexpr int64_t kSweepCheckIntervalMs = 100;
 constexpr size_t kRaftBlockSizeBytes = 4096;
 
 int64_t wall_clock_ms() {
@@ -40,11 +42,13 @@ struct RaftNode::Impl {
     Command command;
     CommandCallback done;
     int64_t arrived_ms = 0;
+    int64_t wait_deadline_ms = 0;  // steady clock; 0: no long-poll
   };
   struct PendingRead {
     ReadRequest read;
     ReadCallback done;
     int64_t arrived_ms = 0;
+    int64_t wait_deadline_ms = 0;
   };
   // One proposed log entry and the callers waiting on it.
   struct Proposal {
@@ -52,6 +56,9 @@ struct RaftNode::Impl {
     Impl* impl = nullptr;
     uint64_t token = 0;
     std::vector<CommandCallback> callbacks;
+    // For long-polling consumes: the command again and its deadline, so an
+    // empty result can be parked and retried.
+    std::vector<std::pair<size_t, PendingCommand>> retries;
     std::vector<CommandResult> results;
     bool applied = false;
   };
@@ -62,7 +69,7 @@ struct RaftNode::Impl {
     std::vector<PendingRead> reads;
   };
 
-  explicit Impl(const RaftNodeOptions& o) : options(o), state(o.state_limits) {}
+  explicit Impl(const RaftNodeOptions& o) : options(o) {}
 
   RaftNodeOptions options;
   StateMachine state;
@@ -86,6 +93,17 @@ struct RaftNode::Impl {
   std::deque<PendingRead> parked_reads;
   std::vector<PendingRead> waiting_reads;      // waiting for the next barrier
   bool barrier_in_flight = false;
+  // Long-poll waiters by mailbox, woken when a message may have arrived.
+  std::unordered_map<std::string, std::vector<PendingCommand>> command_waiters;
+  std::unordered_map<std::string, std::vector<PendingRead>> read_waiters;
+  size_t waiter_count = 0;
+  std::vector<std::string> woken;  // mailboxes that gained messages in applied entries
+  bool wake_all = false;
+  bool sweep_in_flight = false;
+  bool configure_in_flight = false;
+  int64_t last_sweep_check_ms = 0;
+  uint64_t snapshots_taken = 0;
+  int64_t longest_snapshot_stall_us = 0;
 
   // Shared with other threads.
   std::mutex mutex;
@@ -101,6 +119,10 @@ struct RaftNode::Impl {
   std::atomic<uint64_t> commit_index{0};
   std::atomic<uint64_t> applied_index{0};
   std::atomic<uint64_t> last_index{0};
+  std::atomic<size_t> parked_waiters{0};
+  std::atomic<uint64_t> snapshots_taken_shared{0};
+  std::atomic<int64_t> longest_snapshot_stall_us_shared{0};
+  std::atomic<uint64_t> messages{0};
 
   // --- setup, on the loop thread before the loop runs ---
   Status open_raft();
@@ -111,6 +133,12 @@ struct RaftNode::Impl {
   void refresh_status();
   void drive();
   void propose(std::vector<PendingCommand>& batch);
+  void propose_internal(Command command, bool* in_flight);
+  void maintain();
+  bool park(PendingCommand&& command);
+  bool park(PendingRead&& read);
+  void wake_waiters();
+  void expire_waiters(bool all);
   void issue_barrier();
   void serve_reads(std::vector<PendingRead>& reads);
   void begin_close();
@@ -137,6 +165,27 @@ int RaftNode::Impl::fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** resu
   // loudly rather than diverge from the other replicas.
   MAILBOX_ASSERT(decoded, "committed log entry does not decode");
   std::vector<CommandResult> results = self->state.apply(entry);
+  bool any_woken = false;
+  for (size_t i = 0; i < entry.commands.size(); ++i) {
+    if (!results[i].status.is_ok()) continue;
+    if (const auto* put = std::get_if<PutCommand>(&entry.commands[i])) {
+      self->woken.push_back(put->mailbox);
+      any_woken = true;
+    } else if (const auto* nack = std::get_if<NackCommand>(&entry.commands[i])) {
+      self->woken.push_back(nack->mailbox);
+      self->woken.push_back(dead_letter_mailbox(nack->mailbox));
+      any_woken = true;
+    } else if (std::holds_alternative<SweepCommand>(entry.commands[i])) {
+      self->wake_all = true;
+      any_woken = true;
+    }
+  }
+  // Waiters are retried from the loop, outside libraft's callback.
+  if (any_woken && self->waiter_count > 0 && !self->closing) uv_async_send(&self->wakeup);
+  if (self->waiter_count == 0) {
+    self->woken.clear();
+    self->wake_all = false;
+  }
   auto it = self->proposals.find(entry.proposer_token);
   if (it != self->proposals.end()) {
     Proposal& p = *it->second;
@@ -149,6 +198,7 @@ int RaftNode::Impl::fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** resu
 
 int RaftNode::Impl::fsm_snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
   auto* self = static_cast<Impl*>(fsm->data);
+  const auto started = std::chrono::steady_clock::now();
   std::string bytes = self->state.serialize();
   auto* array = static_cast<raft_buffer*>(raft_malloc(sizeof(raft_buffer)));
   if (array == nullptr) return RAFT_NOMEM;
@@ -162,6 +212,12 @@ int RaftNode::Impl::fsm_snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n
   array[0].len = bytes.size();
   *bufs = array;
   *n_bufs = 1;
+  const int64_t us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+  self->snapshots_taken += 1;
+  self->longest_snapshot_stall_us = std::max(self->longest_snapshot_stall_us, us);
+  log_info("snapshot of %llu messages: %zu bytes, loop busy %lld us",
+           static_cast<unsigned long long>(self->state.total_messages()), bytes.size(), static_cast<long long>(us));
   return 0;
 }
 
@@ -271,12 +327,130 @@ void RaftNode::Impl::refresh_status() {
   commit_index.store(raft_commit_index(&raft_instance));
   applied_index.store(raft_last_applied(&raft_instance));
   last_index.store(raft_last_index(&raft_instance));
+  parked_waiters.store(waiter_count);
+  snapshots_taken_shared.store(snapshots_taken);
+  longest_snapshot_stall_us_shared.store(longest_snapshot_stall_us);
+  messages.store(state.total_messages());
 }
 
 void RaftNode::Impl::on_status_timer() {
   if (closing) return;
   refresh_status();
+  expire_waiters(/*all=*/false);
+  maintain();
   drive();
+}
+
+// Leader housekeeping: share this node's business settings, and sweep when
+// expiries or lease ends are due.
+void RaftNode::Impl::maintain() {
+  if (raft_state(&raft_instance) != RAFT_LEADER) return;
+  if (!configure_in_flight && !(state.config() == options.state_config)) {
+    propose_internal(ConfigureCommand{options.state_config}, &configure_in_flight);
+  }
+  const int64_t now = steady_ms();
+  if (sweep_in_flight || now - last_sweep_check_ms < kSweepCheckIntervalMs) return;
+  last_sweep_check_ms = now;
+  if (state.next_sweep_due_ms() <= wall_clock_ms()) propose_internal(SweepCommand{}, &sweep_in_flight);
+}
+
+void RaftNode::Impl::propose_internal(Command command, bool* in_flight) {
+  *in_flight = true;
+  std::vector<PendingCommand> batch;
+  batch.push_back(PendingCommand{std::move(command), [in_flight](CommandResult&&) { *in_flight = false; },
+                                 steady_ms(), 0});
+  propose(batch);
+}
+
+bool RaftNode::Impl::park(PendingCommand&& command) {
+  if (waiter_count >= limits::kMaxParkedWaiters) return false;
+  const auto& consume = std::get<ConsumeCommand>(command.command);
+  command_waiters[consume.mailbox].push_back(std::move(command));
+  ++waiter_count;
+  return true;
+}
+
+bool RaftNode::Impl::park(PendingRead&& read) {
+  if (waiter_count >= limits::kMaxParkedWaiters) return false;
+  read_waiters[read.read.mailbox].push_back(std::move(read));
+  ++waiter_count;
+  return true;
+}
+
+// Moves the waiters of mailboxes that gained messages back into the queues.
+void RaftNode::Impl::wake_waiters() {
+  if (waiter_count == 0) {
+    woken.clear();
+    wake_all = false;
+    return;
+  }
+  auto requeue_commands = [this](std::vector<PendingCommand>& list) {
+    for (auto& c : list) parked_commands.push_back(std::move(c));
+    waiter_count -= list.size();
+  };
+  auto requeue_reads = [this](std::vector<PendingRead>& list) {
+    for (auto& r : list) parked_reads.push_back(std::move(r));
+    waiter_count -= list.size();
+  };
+  if (wake_all) {
+    for (auto& [name, list] : command_waiters) requeue_commands(list);
+    for (auto& [name, list] : read_waiters) requeue_reads(list);
+    command_waiters.clear();
+    read_waiters.clear();
+  } else {
+    for (const auto& name : woken) {
+      if (auto it = command_waiters.find(name); it != command_waiters.end()) {
+        requeue_commands(it->second);
+        command_waiters.erase(it);
+      }
+      if (auto it = read_waiters.find(name); it != read_waiters.end()) {
+        requeue_reads(it->second);
+        read_waiters.erase(it);
+      }
+    }
+  }
+  woken.clear();
+  wake_all = false;
+}
+
+// Completes waiters whose wait has ended (all of them when `all`) with `empty`.
+void RaftNode::Impl::expire_waiters(bool all) {
+  if (waiter_count == 0) return;
+  const int64_t now = steady_ms();
+  for (auto it = command_waiters.begin(); it != command_waiters.end();) {
+    auto& list = it->second;
+    for (size_t i = 0; i < list.size();) {
+      if (all || list[i].wait_deadline_ms <= now) {
+        CommandResult r;
+        r.status = all ? Status::error(ErrorCode::kUnavailable, "the server is shutting down")
+                       : Status::error(ErrorCode::kEmpty, "mailbox is empty");
+        list[i].done(std::move(r));
+        list[i] = std::move(list.back());
+        list.pop_back();
+        --waiter_count;
+      } else {
+        ++i;
+      }
+    }
+    it = list.empty() ? command_waiters.erase(it) : std::next(it);
+  }
+  for (auto it = read_waiters.begin(); it != read_waiters.end();) {
+    auto& list = it->second;
+    for (size_t i = 0; i < list.size();) {
+      if (all || list[i].wait_deadline_ms <= now) {
+        ReadResult r;
+        r.status = all ? Status::error(ErrorCode::kUnavailable, "the server is shutting down")
+                       : Status::error(ErrorCode::kEmpty, "mailbox is empty");
+        list[i].done(std::move(r));
+        list[i] = std::move(list.back());
+        list.pop_back();
+        --waiter_count;
+      } else {
+        ++i;
+      }
+    }
+    it = list.empty() ? read_waiters.erase(it) : std::next(it);
+  }
 }
 
 void RaftNode::Impl::on_wakeup() {
@@ -295,7 +469,9 @@ void RaftNode::Impl::on_wakeup() {
     begin_close();
     return;
   }
+  wake_waiters();
   refresh_status();
+  maintain();
   drive();
 }
 
@@ -350,6 +526,10 @@ void RaftNode::Impl::propose(std::vector<PendingCommand>& batch) {
   entry.commands.reserve(batch.size());
   proposal->callbacks.reserve(batch.size());
   for (auto& c : batch) {
+    if (c.wait_deadline_ms != 0) {
+      proposal->retries.emplace_back(proposal->callbacks.size(),
+                                     PendingCommand{c.command, nullptr, c.arrived_ms, c.wait_deadline_ms});
+    }
     entry.commands.push_back(std::move(c.command));
     proposal->callbacks.push_back(std::move(c.done));
   }
@@ -386,7 +566,20 @@ void RaftNode::Impl::on_applied(struct raft_apply* request, int status, void*) {
   self->proposals.erase(proposal->token);
   if (status == 0) {
     MAILBOX_ASSERT(owned->applied, "an applied proposal has results");
-    for (size_t i = 0; i < owned->callbacks.size(); ++i) owned->callbacks[i](std::move(owned->results[i]));
+    // A long-polling consume that found nothing waits for a message.
+    const int64_t now = steady_ms();
+    for (auto& [index, retry] : owned->retries) {
+      if (owned->results[index].status.code != ErrorCode::kEmpty || retry.wait_deadline_ms <= now) continue;
+      retry.done = std::move(owned->callbacks[index]);
+      if (!self->park(std::move(retry))) {
+        owned->callbacks[index] = std::move(retry.done);
+        continue;
+      }
+      owned->callbacks[index] = nullptr;
+    }
+    for (size_t i = 0; i < owned->callbacks.size(); ++i) {
+      if (owned->callbacks[i]) owned->callbacks[i](std::move(owned->results[i]));
+    }
     return;
   }
   // The entry was appended locally; it may or may not be committed by a
@@ -438,10 +631,14 @@ void RaftNode::Impl::on_barrier(struct raft_barrier* request, int status) {
 void RaftNode::Impl::serve_reads(std::vector<PendingRead>& reads) {
   // Reads see expiry at the later of the log's time and this leader's clock.
   const int64_t now = std::max(state.clock_ms(), wall_clock_ms());
+  const int64_t steady_now = steady_ms();
   for (auto& r : reads) {
     ReadResult result;
     if (r.read.kind == ReadRequest::Kind::kPeek) {
       result.status = state.peek(r.read.mailbox, r.read.max_count, now, &result.messages);
+      if (result.status.code == ErrorCode::kEmpty && r.wait_deadline_ms > steady_now) {
+        if (park(std::move(r))) continue;
+      }
     } else {
       result.stats = state.stats(r.read.mailbox, now);
     }
@@ -471,6 +668,7 @@ void RaftNode::Impl::fail_all_pending() {
     rd.done(std::move(r));
   }
   waiting_reads.clear();
+  expire_waiters(/*all=*/true);
 }
 
 void RaftNode::Impl::begin_close() {
@@ -565,12 +763,14 @@ void RaftNode::stop() {
   impl_.reset();
 }
 
-bool RaftNode::submit_command(Command command, CommandCallback done) {
+bool RaftNode::submit_command(Command command, CommandCallback done, int64_t wait_ms) {
   if (!impl_) return false;
+  const int64_t now = steady_ms();
+  const int64_t deadline = wait_ms > 0 && std::holds_alternative<ConsumeCommand>(command) ? now + wait_ms : 0;
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     if (!impl_->accepting) return false;
-    impl_->inbox_commands.push_back(Impl::PendingCommand{std::move(command), std::move(done), steady_ms()});
+    impl_->inbox_commands.push_back(Impl::PendingCommand{std::move(command), std::move(done), now, deadline});
     // Under the lock: the loop closes the handle only after `accepting` is false.
     uv_async_send(&impl_->wakeup);
   }
@@ -582,7 +782,9 @@ bool RaftNode::submit_read(ReadRequest read, ReadCallback done) {
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     if (!impl_->accepting) return false;
-    impl_->inbox_reads.push_back(Impl::PendingRead{std::move(read), std::move(done), steady_ms()});
+    const int64_t now = steady_ms();
+    const int64_t deadline = read.wait_ms > 0 && read.kind == ReadRequest::Kind::kPeek ? now + read.wait_ms : 0;
+    impl_->inbox_reads.push_back(Impl::PendingRead{std::move(read), std::move(done), now, deadline});
     uv_async_send(&impl_->wakeup);
   }
   return true;
@@ -598,6 +800,10 @@ RaftNodeStatus RaftNode::status() const {
   s.commit_index = impl_->commit_index.load();
   s.applied_index = impl_->applied_index.load();
   s.last_index = impl_->last_index.load();
+  s.parked_waiters = impl_->parked_waiters.load();
+  s.snapshots_taken = impl_->snapshots_taken_shared.load();
+  s.longest_snapshot_stall_us = impl_->longest_snapshot_stall_us_shared.load();
+  s.messages = impl_->messages.load();
   return s;
 }
 

@@ -44,6 +44,7 @@ struct ReadRequest {
   Kind kind = Kind::kPeek;
   std::string mailbox;
   uint32_t max_count = 1;
+  int64_t wait_ms = 0;  // peek: long-poll while the mailbox is empty
 };
 
 struct ReadResult {
@@ -72,7 +73,9 @@ struct RaftNodeOptions {
   unsigned snapshot_trailing_entries = 256;
   // How long a request waits for a leader to be known before `unavailable`.
   unsigned leader_wait_ms = 3000;
-  StateLimits state_limits;
+  // The business settings this node proposes when it leads (the state's own
+  // copy is what every replica applies with).
+  StateConfig state_config;
 };
 
 // A consistent-enough view for status displays; not linearizable.
@@ -84,6 +87,10 @@ struct RaftNodeStatus {
   uint64_t commit_index = 0;
   uint64_t applied_index = 0;
   uint64_t last_index = 0;
+  size_t parked_waiters = 0;
+  uint64_t snapshots_taken = 0;
+  int64_t longest_snapshot_stall_us = 0;  // longest time the loop spent in one snapshot
+  uint64_t messages = 0;                  // total stored messages (as of the last refresh)
 };
 
 class RaftNode {
@@ -100,8 +107,12 @@ class RaftNode {
   void stop();
 
   // Queue work for the loop thread. False when the node is not running; the
-  // callback is then not called.
-  bool submit_command(Command command, CommandCallback done);
+  // callback is then not called. A consume with `wait_ms > 0` that finds
+  // its mailbox empty is parked and retried when a message arrives, until
+  // the wait ends (then it completes with `empty`); so is a peek read with
+  // `ReadRequest::wait_ms`. At most limits::kMaxParkedWaiters wait at once;
+  // beyond that a request completes at once.
+  bool submit_command(Command command, CommandCallback done, int64_t wait_ms = 0);
   bool submit_read(ReadRequest read, ReadCallback done);
 
   RaftNodeStatus status() const;

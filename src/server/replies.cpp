@@ -34,6 +34,10 @@ void append_message_fields(std::string& out, const DeliveredMessage& m) {
   out += std::to_string(m.enqueued_at_ms);
   out += ",\"deliveries\":";
   out += std::to_string(m.deliveries);
+  if (m.lease_expires_at_ms != 0) {
+    out += ",\"lease_expires_at\":";
+    out += std::to_string(m.lease_expires_at_ms);
+  }
 }
 }  // namespace
 

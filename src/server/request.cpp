@@ -76,6 +76,13 @@ std::string_view operation_name(Operation op) {
 }
 
 bool is_valid_mailbox_name(std::string_view name) {
+  // A dead-letter mailbox (`<name>.dlq`) of a valid name is valid even when
+  // the suffix takes it past the length limit.
+  constexpr std::string_view kSuffix(limits::kDeadLetterSuffix, limits::kDeadLetterSuffixBytes);
+  if (name.size() > limits::kMaxMailboxNameBytes && name.size() > kSuffix.size() &&
+      name.substr(name.size() - kSuffix.size()) == kSuffix) {
+    name.remove_suffix(kSuffix.size());
+  }
   if (name.empty() || name.size() > limits::kMaxMailboxNameBytes) return false;
   if (name.front() == '@' || name.front() == '.') return false;
   for (char c : name) {
@@ -187,7 +194,7 @@ Status parse_query(std::string_view prefix, std::string_view key, std::string_vi
         out->lease_ms = ms;
       }
     } else if (name == "rid") {
-      if (value.empty() || value.size() > 128) return invalid("rid must be 1-128 bytes");
+      if (value.empty() || value.size() > limits::kMaxRidBytes) return invalid("rid must be 1-128 bytes");
       out->rid = std::string(value);
     } else if (name == "id") {
       uint64_t id = 0;

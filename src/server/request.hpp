@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "core/errors.hpp"
+#include "core/limits.hpp"
 
 namespace mailbox {
 
@@ -37,8 +38,8 @@ struct Request {
 };
 
 struct RequestLimits {
-  int64_t max_wait_ms = 5 * 60 * 1000;
-  int64_t max_lease_ms = 12LL * 60 * 60 * 1000;
+  int64_t max_wait_ms = limits::kDefaultMaxWaitMs;
+  int64_t max_lease_ms = limits::kMaxLeaseMs;
 };
 
 // True when `name` is a valid mailbox name (SPEC "Words").

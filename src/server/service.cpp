@@ -6,10 +6,6 @@
 namespace mailbox {
 namespace {
 constexpr std::string_view kDefaultEncoding = "zenoh/bytes";
-
-Status unsupported(std::string_view what) {
-  return Status::error(ErrorCode::kInvalidArgument, std::string(what) + " is not supported by this server version");
-}
 }  // namespace
 
 MailboxService::MailboxService(ServiceOptions options, zenoh::Session& session, RaftNode& node)
@@ -70,17 +66,34 @@ void MailboxService::on_query(zenoh::Query&& raw) {
     case Operation::kConsume:
       return submit_consume(std::move(query), std::move(request));
     case Operation::kPeek: {
-      if (request.wait_ms) return reply_error(std::move(query), unsupported("wait"));
-      ReadRequest read{ReadRequest::Kind::kPeek, request.mailbox, request.max_count.value_or(1)};
+      ReadRequest read{ReadRequest::Kind::kPeek, request.mailbox, request.max_count.value_or(1),
+                       request.wait_ms.value_or(0)};
       return submit_read(std::move(query), std::move(read), request.max_count.has_value());
     }
     case Operation::kStats: {
-      ReadRequest read{ReadRequest::Kind::kStats, request.mailbox, 1};
+      ReadRequest read{ReadRequest::Kind::kStats, request.mailbox, 1, 0};
       return submit_read(std::move(query), std::move(read), false);
     }
     case Operation::kAck:
     case Operation::kNack:
-      return reply_error(std::move(query), unsupported("leases (ack, nack)"));
+      return submit_settle(std::move(query), std::move(request));
+  }
+}
+
+void MailboxService::submit_settle(SharedQuery query, Request&& request) {
+  Command command;
+  if (request.op == Operation::kAck) {
+    command = AckCommand{request.mailbox, *request.message_id, request.rid.value_or("")};
+  } else {
+    command = NackCommand{request.mailbox, *request.message_id, request.rid.value_or("")};
+  }
+  const uint64_t id = *request.message_id;
+  auto done = [this, query, id](CommandResult&& r) mutable {
+    if (!r.status.is_ok()) return reply_error(std::move(query), std::move(r.status));
+    reply_json(std::move(query), put_reply(id));
+  };
+  if (!node_.submit_command(std::move(command), std::move(done))) {
+    reply_error(std::move(query), Status::error(ErrorCode::kUnavailable, "the server is shutting down"));
   }
 }
 
@@ -96,7 +109,6 @@ void MailboxService::submit_put(SharedQuery query, Request&& request) {
                                                                " bytes; the limit is " +
                                                                std::to_string(options_.max_payload_bytes)));
   }
-  if (request.rid) return reply_error(std::move(query), unsupported("rid"));
   const auto encoding = query->encoding();
   if (encoding && encoding->size() > limits::kMaxEncodingBytes) {
     return reply_error(std::move(query), Status::error(ErrorCode::kInvalidArgument, "encoding is too long"));
@@ -106,6 +118,7 @@ void MailboxService::submit_put(SharedQuery query, Request&& request) {
   put.encoding = std::string(encoding && !encoding->empty() ? *encoding : kDefaultEncoding);
   put.payload = std::string(*payload);
   put.ttl_ms = request.ttl_ms.value_or(options_.default_ttl_ms);
+  put.rid = request.rid.value_or("");
   auto done = [this, query](CommandResult&& r) mutable {
     if (!r.status.is_ok()) return reply_error(std::move(query), std::move(r.status));
     reply_json(std::move(query), put_reply(r.put_id));
@@ -116,16 +129,14 @@ void MailboxService::submit_put(SharedQuery query, Request&& request) {
 }
 
 void MailboxService::submit_consume(SharedQuery query, Request&& request) {
-  if (request.wait_ms) return reply_error(std::move(query), unsupported("wait"));
-  if (request.lease_ms) return reply_error(std::move(query), unsupported("lease"));
-  if (request.rid) return reply_error(std::move(query), unsupported("rid"));
   const bool batch_shape = request.max_count.has_value();
-  ConsumeCommand consume{request.mailbox, request.max_count.value_or(1)};
+  ConsumeCommand consume{request.mailbox, request.max_count.value_or(1), request.lease_ms.value_or(0),
+                         request.rid.value_or("")};
   auto done = [this, query, batch_shape, mailbox = request.mailbox](CommandResult&& r) mutable {
     if (!r.status.is_ok()) return reply_error(std::move(query), std::move(r.status));
     reply_messages(std::move(query), std::move(mailbox), std::move(r.messages), batch_shape);
   };
-  if (!node_.submit_command(std::move(consume), std::move(done))) {
+  if (!node_.submit_command(std::move(consume), std::move(done), request.wait_ms.value_or(0))) {
     reply_error(std::move(query), Status::error(ErrorCode::kUnavailable, "the server is shutting down"));
   }
 }

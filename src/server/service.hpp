@@ -69,6 +69,7 @@ class MailboxService {
   void submit_put(SharedQuery query, Request&& request);
   void submit_consume(SharedQuery query, Request&& request);
   void submit_read(SharedQuery query, ReadRequest&& read, bool batch_shape);
+  void submit_settle(SharedQuery query, Request&& request);
 
   // Queue replies on the worker; each releases one admission.
   void reply_error(SharedQuery query, Status status);

@@ -9,36 +9,53 @@ TEST(Commands, EntryRoundTripsEveryCommand) {
   Entry e;
   e.leader_time_ms = 1234567;
   e.proposer_token = 0xdeadbeef12345678ULL;
-  e.commands.push_back(PutCommand{"alice", "text/plain", std::string("a\0b", 3), 5000});
-  e.commands.push_back(ConsumeCommand{"bob", 7});
+  e.commands.push_back(PutCommand{"alice", "text/plain", std::string("a\0b", 3), 5000, "r1"});
+  e.commands.push_back(ConsumeCommand{"bob", 7, 3000, "r2"});
+  e.commands.push_back(AckCommand{"carol", 42, "r3"});
+  e.commands.push_back(NackCommand{"dave", 43, ""});
+  e.commands.push_back(SweepCommand{});
+  StateConfig config;
+  config.max_deliveries = 9;
+  config.dedup_window_ms = 1234;
+  e.commands.push_back(ConfigureCommand{config});
   const std::string bytes = encode_entry(e);
   Entry d;
   ASSERT_TRUE(decode_entry(bytes, &d));
   EXPECT_EQ(d.leader_time_ms, 1234567);
   EXPECT_EQ(d.proposer_token, 0xdeadbeef12345678ULL);
-  ASSERT_EQ(d.commands.size(), 2u);
+  ASSERT_EQ(d.commands.size(), 6u);
   const auto& put = std::get<PutCommand>(d.commands[0]);
   EXPECT_EQ(put.mailbox, "alice");
   EXPECT_EQ(put.encoding, "text/plain");
   EXPECT_EQ(put.payload, std::string("a\0b", 3));
   EXPECT_EQ(put.ttl_ms, 5000);
+  EXPECT_EQ(put.rid, "r1");
   const auto& consume = std::get<ConsumeCommand>(d.commands[1]);
   EXPECT_EQ(consume.mailbox, "bob");
   EXPECT_EQ(consume.max_count, 7u);
+  EXPECT_EQ(consume.lease_ms, 3000);
+  EXPECT_EQ(consume.rid, "r2");
+  EXPECT_EQ(std::get<AckCommand>(d.commands[2]).id, 42u);
+  EXPECT_EQ(std::get<AckCommand>(d.commands[2]).rid, "r3");
+  EXPECT_EQ(std::get<NackCommand>(d.commands[3]).mailbox, "dave");
+  EXPECT_TRUE(std::holds_alternative<SweepCommand>(d.commands[4]));
+  EXPECT_EQ(std::get<ConfigureCommand>(d.commands[5]).config, config);
 }
 
 TEST(Commands, EntriesArePaddedToEightBytes) {
   for (size_t size = 0; size < 20; ++size) {
     Entry e;
-    e.commands.push_back(PutCommand{"a", "", std::string(size, 'x'), 1});
+    e.commands.push_back(PutCommand{"a", "", std::string(size, 'x'), 1, ""});
     EXPECT_EQ(encode_entry(e).size() % kEntryAlignmentBytes, 0u);
   }
 }
 
 TEST(Commands, EveryTruncationIsRejected) {
   Entry e;
-  e.commands.push_back(PutCommand{"alice", "zenoh/bytes", "hello", 1});
-  e.commands.push_back(ConsumeCommand{"alice", 1});
+  e.commands.push_back(PutCommand{"alice", "zenoh/bytes", "hello", 1, "rid"});
+  e.commands.push_back(ConsumeCommand{"alice", 1, 0, ""});
+  e.commands.push_back(AckCommand{"alice", 5, ""});
+  e.commands.push_back(ConfigureCommand{});
   const std::string bytes = encode_entry(e);
   // Cutting into the padding may still leave a valid entry; cut before it.
   size_t unpadded = bytes.size();
@@ -51,7 +68,7 @@ TEST(Commands, EveryTruncationIsRejected) {
 
 TEST(Commands, TrailingBytesAndUnknownVersionAreRejected) {
   Entry e;
-  e.commands.push_back(ConsumeCommand{"alice", 1});
+  e.commands.push_back(ConsumeCommand{"alice", 1, 0, ""});
   std::string bytes = encode_entry(e);
   Entry d;
   EXPECT_FALSE(decode_entry(bytes + "x", &d));

@@ -8,7 +8,7 @@ namespace mailbox {
 namespace {
 
 DeliveredMessage message(uint64_t id, std::string payload) {
-  return DeliveredMessage{"alice", id, 1700000000000, 1,
+  return DeliveredMessage{"alice", id, 1700000000000, 1, 0,
                           std::make_shared<const MessageBody>(MessageBody{"text/plain", std::move(payload)})};
 }
 
