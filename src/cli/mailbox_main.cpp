@@ -1,5 +1,6 @@
-// mailbox: the command-line client. put, get (consume), peek and stats
-// against a mailboxd reachable at --connect (default tcp/127.0.0.1:7447).
+// mailbox: the command-line client. put, get (consume), peek, ack, nack,
+// stats and watch against a mailboxd reachable at --connect (default
+// tcp/127.0.0.1:7447).
 //
 // Exit codes: 0 ok, 1 the service answered with an error, 2 usage error,
 // 3 the mailbox is empty, 4 no reply (no server reachable, or timeout).
@@ -7,11 +8,13 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "cli/client.hpp"
 #include "server/request.hpp"
@@ -23,6 +26,9 @@ constexpr int kExitServiceError = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitEmpty = 3;
 constexpr int kExitNoReply = 4;
+// A query waiting server-side needs a longer client timeout than its wait.
+constexpr uint64_t kWaitTimeoutMarginMs = 5000;
+constexpr int kRetryDelayMs = 1000;
 
 bool is_utf8(const std::string& s) {
   size_t i = 0;
@@ -56,24 +62,90 @@ std::string base64(const std::string& in) {
   return out;
 }
 
-void print_message_json(nlohmann::json meta, const std::string& payload, const std::string& encoding) {
-  meta["encoding"] = encoding;
-  if (is_utf8(payload)) meta["payload"] = payload;
-  else meta["payload_base64"] = base64(payload);
-  std::cout << meta.dump() << "\n";
+// One message as the CLI sees it, whichever reply shape carried it.
+struct Message {
+  nlohmann::json meta;  // id, mailbox, enqueued_at, deliveries, [lease_expires_at], encoding
+  std::string payload;
+};
+
+// Splits an OK reply into messages: the single shape, or the batch shape.
+std::vector<Message> messages_of(const mailbox::ClientReply& reply, bool batch_shape) {
+  std::vector<Message> out;
+  auto meta = nlohmann::json::parse(reply.attachment.value_or("{}"), nullptr, false);
+  if (!meta.is_object()) meta = nlohmann::json::object();
+  if (!batch_shape) {
+    meta["encoding"] = reply.encoding;
+    out.push_back(Message{meta, reply.payload});
+    return out;
+  }
+  size_t offset = 0;
+  for (auto m : meta.value("messages", nlohmann::json::array())) {
+    const size_t size = m.value("size", size_t{0});
+    m["mailbox"] = meta.value("mailbox", "");
+    m.erase("size");
+    out.push_back(Message{m, reply.payload.substr(offset, size)});
+    offset += size;
+  }
+  return out;
+}
+
+void print_message(const Message& m, bool json, bool newline) {
+  if (json) {
+    nlohmann::json line = m.meta;
+    if (is_utf8(m.payload)) line["payload"] = m.payload;
+    else line["payload_base64"] = base64(m.payload);
+    std::cout << line.dump() << "\n";
+  } else {
+    std::cout.write(m.payload.data(), static_cast<std::streamsize>(m.payload.size()));
+    if (newline) std::cout << "\n";
+  }
+  std::cout.flush();
+}
+
+struct ErrorReply {
+  std::string code = "internal";
+  std::string message;
+};
+
+ErrorReply error_of(const mailbox::ClientReply& reply) {
+  ErrorReply e;
+  e.message = reply.payload;
+  auto parsed = nlohmann::json::parse(reply.payload, nullptr, false);
+  if (parsed.is_object()) {
+    e.code = parsed.value("code", e.code);
+    e.message = parsed.value("message", e.message);
+  }
+  return e;
 }
 
 // Prints an error reply and maps it to an exit code.
 int report_error(const mailbox::ClientReply& reply) {
-  auto parsed = nlohmann::json::parse(reply.payload, nullptr, false);
-  std::string code = "internal";
-  std::string message = reply.payload;
-  if (parsed.is_object()) {
-    code = parsed.value("code", code);
-    message = parsed.value("message", message);
+  const ErrorReply e = error_of(reply);
+  std::cerr << "mailbox: " << e.code << ": " << e.message << "\n";
+  return e.code == "empty" ? kExitEmpty : kExitServiceError;
+}
+
+std::string with_params(std::string selector, const std::vector<std::pair<std::string, std::string>>& params) {
+  char sep = '?';
+  for (const auto& [k, v] : params) {
+    if (v.empty()) continue;
+    selector += sep + k + "=" + v;
+    sep = ';';
   }
-  std::cerr << "mailbox: " << code << ": " << message << "\n";
-  return code == "empty" ? kExitEmpty : kExitServiceError;
+  return selector;
+}
+
+bool valid_duration(const std::string& text) {
+  int64_t ms = 0;
+  return text.empty() || mailbox::parse_duration_ms(text, &ms);
+}
+
+uint64_t timeout_for_wait(uint64_t timeout_ms, const std::string& wait) {
+  int64_t wait_ms = 0;
+  if (!wait.empty() && mailbox::parse_duration_ms(wait, &wait_ms)) {
+    return std::max<uint64_t>(timeout_ms, static_cast<uint64_t>(wait_ms) + kWaitTimeoutMarginMs);
+  }
+  return timeout_ms;
 }
 
 }  // namespace
@@ -88,31 +160,57 @@ int main(int argc, char** argv) {
   bool json = false;
   app.add_option("--connect", connect, "Zenoh endpoint(s) of a mailboxd")->capture_default_str();
   app.add_option("--prefix", prefix, "key prefix of the service")->capture_default_str();
-  app.add_option("--timeout-ms", timeout_ms, "query timeout")->capture_default_str();
-  app.add_flag("--json", json, "print metadata as JSON (one object per message)");
+  app.add_option("--timeout-ms", timeout_ms, "query timeout (raised to cover --wait)")->capture_default_str();
+  app.add_flag("--json", json, "print messages as JSON lines with their metadata");
 
   std::string box;
   std::optional<std::string> payload_arg;
-  std::string ttl;
-  std::string encoding;
+  std::string ttl, encoding, rid, wait, lease;
+  uint32_t count = 0;
+  uint64_t message_id = 0;
   bool fire_and_forget = false;
+  bool auto_ack = false;
+  uint64_t watch_limit = 0;
+
   auto* put = app.add_subcommand("put", "put a message (acknowledged unless --fire-and-forget); payload from the argument or stdin");
   put->add_option("mailbox", box, "mailbox name")->required();
   put->add_option("payload", payload_arg, "the message; read from stdin when absent");
   put->add_option("--ttl", ttl, "time to live, e.g. 30s, 5m, 24h");
   put->add_option("--encoding", encoding, "Zenoh encoding of the payload, e.g. text/plain");
+  put->add_option("--rid", rid, "idempotency key: a repeat returns the first id");
   put->add_flag("--fire-and-forget", fire_and_forget, "publish without acknowledgement");
 
-  uint32_t count = 0;
-  auto* get = app.add_subcommand("get", "consume: remove and print the oldest message(s)");
+  auto* get = app.add_subcommand("get", "consume: take the oldest message(s) and print them");
   get->alias("consume");
   get->add_option("mailbox", box, "mailbox name")->required();
-  get->add_option("-n,--count", count, "up to this many messages (batch reply)");
+  get->add_option("-n,--count", count, "up to this many messages (batch reply), one per line");
+  get->add_option("--wait", wait, "long-poll: wait this long for a message");
+  get->add_option("--lease", lease, "at-least-once: hide the message until acked, at most this long");
+  get->add_option("--rid", rid, "idempotency key: a repeat returns the same messages");
+
   auto* peek = app.add_subcommand("peek", "print the oldest message(s) without removing them");
   peek->add_option("mailbox", box, "mailbox name")->required();
   peek->add_option("-n,--count", count, "up to this many messages (batch reply)");
+  peek->add_option("--wait", wait, "long-poll: wait this long for a message");
+
+  auto* ack = app.add_subcommand("ack", "settle a leased message (remove it)");
+  ack->add_option("mailbox", box, "mailbox name")->required();
+  ack->add_option("id", message_id, "message id")->required();
+  ack->add_option("--rid", rid, "idempotency key");
+  auto* nack = app.add_subcommand("nack", "give a leased message back at once");
+  nack->add_option("mailbox", box, "mailbox name")->required();
+  nack->add_option("id", message_id, "message id")->required();
+  nack->add_option("--rid", rid, "idempotency key");
+
   auto* stats = app.add_subcommand("stats", "print a mailbox's statistics as JSON");
   stats->add_option("mailbox", box, "mailbox name")->required();
+
+  auto* watch = app.add_subcommand("watch", "consume messages as they arrive (long-poll loop); Ctrl-C stops");
+  watch->add_option("mailbox", box, "mailbox name")->required();
+  watch->add_option("--lease", lease, "lease each message for this long");
+  watch->add_flag("--auto-ack", auto_ack, "ack each leased message after printing it");
+  watch->add_option("--wait", wait, "long-poll wait per query")->default_str("30s");
+  watch->add_option("--limit", watch_limit, "stop after this many messages (0: never)");
   CLI11_PARSE(app, argc, argv);
 
   if (!mailbox::is_valid_mailbox_name(box)) {
@@ -120,6 +218,18 @@ int main(int argc, char** argv) {
               << "': use 1-128 bytes of [A-Za-z0-9._~+=@-], not starting with '@' or '.'\n";
     return kExitUsage;
   }
+  for (const auto* d : {&ttl, &wait, &lease}) {
+    if (!valid_duration(*d)) {
+      std::cerr << "mailbox: bad duration '" << *d << "': use 500ms, 30s, 5m, 24h or seconds\n";
+      return kExitUsage;
+    }
+  }
+  if (auto_ack && lease.empty()) {
+    std::cerr << "mailbox: --auto-ack needs --lease\n";
+    return kExitUsage;
+  }
+  if (watch->parsed() && wait.empty()) wait = "30s";
+
   std::string error;
   auto client = mailbox::Client::connect(connect, &error);
   if (!client) {
@@ -127,8 +237,20 @@ int main(int argc, char** argv) {
     return kExitNoReply;
   }
   mailbox::zenoh::GetOptions options;
-  options.timeout_ms = timeout_ms;
+  options.timeout_ms = timeout_for_wait(timeout_ms, wait);
   const std::string base = prefix + "/" + box;
+  const std::string n = count > 0 ? std::to_string(count) : "";
+
+  auto one_reply = [&](const std::string& selector, mailbox::ClientReply* out) -> int {
+    auto replies = client->query(selector, options);
+    if (replies.empty()) {
+      std::cerr << "mailbox: no reply (no server reachable, or timeout)\n";
+      return kExitNoReply;
+    }
+    *out = std::move(replies[0]);
+    return kExitOk;
+  };
+  mailbox::ClientReply reply;
 
   if (put->parsed()) {
     std::string payload;
@@ -139,59 +261,70 @@ int main(int argc, char** argv) {
       if (!encoding.empty()) enc = encoding;
       return client->publish(base, payload, enc) ? kExitOk : kExitServiceError;
     }
-    std::string selector = base + "/put";
-    if (!ttl.empty()) selector += "?ttl=" + ttl;
     options.payload = payload;
     if (!encoding.empty()) options.encoding = encoding;
-    auto replies = client->query(selector, options);
-    if (replies.empty()) {
-      std::cerr << "mailbox: no reply (no server reachable, or timeout)\n";
-      return kExitNoReply;
-    }
-    if (!replies[0].ok) return report_error(replies[0]);
-    if (json) std::cout << replies[0].payload << "\n";
-    else std::cout << nlohmann::json::parse(replies[0].payload, nullptr, false).value("id", "") << "\n";
+    if (int rc = one_reply(with_params(base + "/put", {{"ttl", ttl}, {"rid", rid}}), &reply)) return rc;
+    if (!reply.ok) return report_error(reply);
+    if (json) std::cout << reply.payload << "\n";
+    else std::cout << nlohmann::json::parse(reply.payload, nullptr, false).value("id", "") << "\n";
     return kExitOk;
   }
 
-  std::string selector;
-  if (get->parsed()) selector = base + "/consume";
-  else if (peek->parsed()) selector = base + "/peek";
-  else selector = base + "/stats";
-  if (count > 0) selector += "?n=" + std::to_string(count);
-  auto replies = client->query(selector, options);
-  if (replies.empty()) {
-    std::cerr << "mailbox: no reply (no server reachable, or timeout)\n";
-    return kExitNoReply;
+  if (ack->parsed() || nack->parsed()) {
+    const std::string op = ack->parsed() ? "/ack" : "/nack";
+    if (int rc = one_reply(with_params(base + op, {{"id", std::to_string(message_id)}, {"rid", rid}}), &reply)) {
+      return rc;
+    }
+    return reply.ok ? kExitOk : report_error(reply);
   }
-  const auto& reply = replies[0];
-  if (!reply.ok) return report_error(reply);
+
   if (stats->parsed()) {
+    if (int rc = one_reply(base + "/stats", &reply)) return rc;
+    if (!reply.ok) return report_error(reply);
     std::cout << reply.payload << "\n";
     return kExitOk;
   }
-  auto meta = nlohmann::json::parse(reply.attachment.value_or("{}"), nullptr, false);
-  if (count > 0) {
-    // Batch shape: the payload is the messages' payloads concatenated; the
-    // attachment lists each message with its size.
-    size_t offset = 0;
-    for (const auto& m : meta.value("messages", nlohmann::json::array())) {
-      const size_t size = m.value("size", size_t{0});
-      const std::string one = reply.payload.substr(offset, size);
-      offset += size;
-      if (json) {
-        nlohmann::json item = m;
-        item["mailbox"] = meta.value("mailbox", box);
-        item.erase("size");
-        print_message_json(item, one, m.value("encoding", ""));
-      } else {
-        std::cout << one << "\n";
-      }
-    }
+
+  if (get->parsed() || peek->parsed()) {
+    const std::string selector =
+        get->parsed() ? with_params(base + "/consume", {{"n", n}, {"wait", wait}, {"lease", lease}, {"rid", rid}})
+                      : with_params(base + "/peek", {{"n", n}, {"wait", wait}});
+    if (int rc = one_reply(selector, &reply)) return rc;
+    if (!reply.ok) return report_error(reply);
+    for (const auto& m : messages_of(reply, count > 0)) print_message(m, json, count > 0);
     return kExitOk;
   }
-  if (json) print_message_json(meta, reply.payload, reply.encoding);
-  else std::cout.write(reply.payload.data(), static_cast<std::streamsize>(reply.payload.size()));
-  std::cout.flush();
-  return kExitOk;
+
+  // watch: long-poll consume in a loop.
+  uint64_t delivered = 0;
+  const std::string selector = with_params(base + "/consume", {{"wait", wait}, {"lease", lease}});
+  for (;;) {
+    auto replies = client->query(selector, options);
+    if (replies.empty()) {
+      std::cerr << "mailbox: no reply (no server reachable, or timeout); retrying\n";
+      std::this_thread::sleep_for(std::chrono::milliseconds(kRetryDelayMs));
+      continue;
+    }
+    const auto& r = replies[0];
+    if (!r.ok) {
+      const ErrorReply e = error_of(r);
+      if (e.code == "empty") continue;
+      if (e.code == "unavailable" || e.code == "unknown_outcome") {
+        std::cerr << "mailbox: " << e.code << ": " << e.message << "; retrying\n";
+        std::this_thread::sleep_for(std::chrono::milliseconds(kRetryDelayMs));
+        continue;
+      }
+      return report_error(r);
+    }
+    for (const auto& m : messages_of(r, false)) {
+      print_message(m, json, true);
+      if (auto_ack) {
+        mailbox::ClientReply ack_reply;
+        const std::string id = m.meta.value("id", "");
+        if (int rc = one_reply(base + "/ack?id=" + id, &ack_reply)) return rc;
+        if (!ack_reply.ok) report_error(ack_reply);
+      }
+      if (watch_limit > 0 && ++delivered >= watch_limit) return kExitOk;
+    }
+  }
 }

@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
   bool multicast = false;
   StateConfig state_config;
   std::string dedup_window = "5m";
+  unsigned snapshot_threshold = 1024;
+  unsigned snapshot_trailing = 256;
   std::string log_level = "info";
   app.add_option("--listen", listen, "Zenoh endpoints the embedded router listens on")->capture_default_str();
   app.add_option("--connect", connect, "Zenoh endpoints of other routers to connect to");
@@ -60,6 +62,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-deliveries", state_config.max_deliveries,
                  "leased deliveries before a message moves to <mailbox>.dlq")
+      ->capture_default_str();
+  app.add_option("--snapshot-threshold", snapshot_threshold, "log entries between snapshots")->capture_default_str();
+  app.add_option("--snapshot-trailing", snapshot_trailing, "log entries kept after a snapshot")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -120,6 +125,8 @@ int main(int argc, char** argv) {
   raft_options.data_dir = data_dir;
   raft_options.initial_voters = {RaftPeer{node_id, raft_address}};
   raft_options.state_config = state_config;
+  raft_options.snapshot_threshold_entries = snapshot_threshold;
+  raft_options.snapshot_trailing_entries = snapshot_trailing;
   RaftNode node(raft_options);
   Status s = node.start();
   if (!s.is_ok()) {

@@ -210,3 +210,39 @@ def test_cli_put_get_peek_stats_and_exit_codes(node, client):
     r = subprocess.run([str(MAILBOX_CLI), "--connect", "tcp/127.0.0.1:1", "--timeout-ms", "500", "get", "x"],
                        capture_output=True, timeout=30)
     assert r.returncode == 4
+
+
+def test_cli_every_parameter_and_watch(node, client):
+    r = run_cli(node, "put", "--rid", "r1", "--ttl", "1h", "--encoding", "text/plain", "c2", "one")
+    r2 = run_cli(node, "put", "--rid", "r1", "c2", "one")
+    assert r.returncode == 0 and r.stdout == r2.stdout, "same rid, same id"
+    run_cli(node, "put", "c2", "two")
+    r = run_cli(node, "--json", "peek", "-n", "5", "c2")
+    lines = [json.loads(l) for l in r.stdout.decode().splitlines()]
+    assert [l["payload"] for l in lines] == ["one", "two"] and lines[0]["encoding"] == "text/plain"
+    r = run_cli(node, "--json", "get", "--lease", "30s", "--rid", "g1", "c2")
+    leased = json.loads(r.stdout)
+    assert leased["payload"] == "one" and "lease_expires_at" in leased
+    assert run_cli(node, "nack", "c2", leased["id"]).returncode == 0
+    r = run_cli(node, "--json", "get", "--lease", "30s", "c2")
+    again = json.loads(r.stdout)
+    assert again["id"] == leased["id"] and again["deliveries"] == 2
+    assert run_cli(node, "ack", "c2", again["id"]).returncode == 0
+    r = run_cli(node, "ack", "c2", again["id"])
+    assert r.returncode == 1 and b"not_found" in r.stderr
+    r = run_cli(node, "get", "--wait", "300ms", "c2-empty")
+    assert r.returncode == 3
+    r = run_cli(node, "get", "--wait", "soon", "c2")
+    assert r.returncode == 2
+    # watch: leases and auto-acks each message as it arrives.
+    proc = subprocess.Popen([str(MAILBOX_CLI), "--connect", node.endpoint, "--json", "watch", "--lease", "10s",
+                             "--auto-ack", "--wait", "2s", "--limit", "2", "w"], stdout=subprocess.PIPE)
+    import time
+    time.sleep(0.5)
+    client.put_ack("w", b"w1")
+    client.put_ack("w", b"w2")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert [json.loads(l)["payload"] for l in out.decode().splitlines()] == ["w1", "w2"]
+    assert stats_messages(client, "w") == 0, "auto-acked"
+    assert stats_messages(client, "c2") == 1
