@@ -38,8 +38,9 @@ int main(int argc, char** argv) {
   bool multicast = false;
   StateConfig state_config;
   std::string dedup_window = "5m";
-  unsigned snapshot_threshold = 1024;
-  unsigned snapshot_trailing = 256;
+  unsigned snapshot_threshold = 8192;
+  unsigned snapshot_trailing = 64;
+  uint64_t snapshot_max_log_bytes = 256ULL << 20;
   std::string log_level = "info";
   app.add_option("--listen", listen, "Zenoh endpoints the embedded router listens on")->capture_default_str();
   app.add_option("--connect", connect, "Zenoh endpoints of other routers to connect to");
@@ -64,6 +65,9 @@ int main(int argc, char** argv) {
                  "leased deliveries before a message moves to <mailbox>.dlq")
       ->capture_default_str();
   app.add_option("--snapshot-threshold", snapshot_threshold, "log entries between snapshots")->capture_default_str();
+  app.add_option("--snapshot-max-log-bytes", snapshot_max_log_bytes,
+                 "log bytes after which a snapshot is taken (at most; a quarter of the state below that)")
+      ->capture_default_str();
   app.add_option("--snapshot-trailing", snapshot_trailing, "log entries kept after a snapshot")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
@@ -127,6 +131,7 @@ int main(int argc, char** argv) {
   raft_options.state_config = state_config;
   raft_options.snapshot_threshold_entries = snapshot_threshold;
   raft_options.snapshot_trailing_entries = snapshot_trailing;
+  raft_options.snapshot_max_log_bytes = snapshot_max_log_bytes;
   RaftNode node(raft_options);
   Status s = node.start();
   if (!s.is_ok()) {

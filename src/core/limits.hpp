@@ -43,6 +43,8 @@ inline constexpr size_t kDeadLetterSuffixBytes = 4;
 // Long-poll: the longest wait= by default, and how many queries may wait at once.
 inline constexpr int64_t kDefaultMaxWaitMs = 5LL * 60 * 1000;
 inline constexpr size_t kMaxParkedWaiters = 10'000;
+// Distinct encodings interned by the state (more are stored per message).
+inline constexpr size_t kMaxInternedEncodings = 1024;
 // Longest idempotency key.
 inline constexpr size_t kMaxRidBytes = 128;
 

@@ -1,7 +1,7 @@
 #include "core/state_machine.hpp"
 
 #include <algorithm>
-#include <unordered_map>
+#include <cstring>
 
 #include "core/assert.hpp"
 #include "core/bytes.hpp"
@@ -9,6 +9,7 @@
 namespace mailbox {
 namespace {
 constexpr uint8_t kSnapshotFormatVersion = 1;
+constexpr uint32_t kEncodingNotInterned = UINT32_MAX;
 
 // FNV-1a, 64 bit: stable across platforms and runs.
 struct Fnv {
@@ -85,8 +86,7 @@ CommandResult StateMachine::with_dedup(char op, const C& command, F&& apply_fn) 
   // refused or empty attempt must be free to succeed later.
   if (result.status.is_ok() && config_.max_dedup_entries > 0) {
     while (dedup_.size() >= config_.max_dedup_entries && !dedup_order_.empty()) {
-      dedup_.erase(dedup_order_.front().second);
-      dedup_order_.pop_front();
+      forget_dedup_front();
     }
     dedup_order_.emplace_back(clock_ms_, key);
     dedup_.emplace(std::move(key), DedupRecord{clock_ms_, result});
@@ -98,9 +98,38 @@ void StateMachine::forget_old_dedup() {
   while (!dedup_order_.empty() &&
          (dedup_order_.front().first + config_.dedup_window_ms <= clock_ms_ ||
           dedup_.size() > config_.max_dedup_entries)) {
-    dedup_.erase(dedup_order_.front().second);
-    dedup_order_.pop_front();
+    forget_dedup_front();
   }
+}
+
+void StateMachine::forget_dedup_front() {
+  auto it = dedup_.find(dedup_order_.front().second);
+  for (auto& m : it->second.result.messages) release(std::move(m.body));
+  dedup_.erase(it);
+  dedup_order_.pop_front();
+}
+
+StoredMessage StateMachine::make_message(std::shared_ptr<const MessageBody> body) {
+  StoredMessage m;
+  m.encoding_id = intern_encoding(body->encoding);
+  m.payload_data = body->payload.data();
+  m.payload_bytes = body->payload.size();
+  m.body = std::move(body);
+  return m;
+}
+
+uint32_t StateMachine::intern_encoding(const std::string& encoding) {
+  auto it = encoding_ids_.find(encoding);
+  if (it != encoding_ids_.end()) return it->second;
+  if (encodings_.size() >= limits::kMaxInternedEncodings) return kEncodingNotInterned;
+  const auto id = static_cast<uint32_t>(encodings_.size());
+  encodings_.push_back(encoding);
+  encoding_ids_.emplace(encoding, id);
+  return id;
+}
+
+void StateMachine::release(std::shared_ptr<const MessageBody> body) {
+  if (pinned_) graveyard_.push_back(std::move(body));
 }
 
 StoredMessage& StateMachine::append(const std::string& name, StoredMessage message) {
@@ -133,11 +162,10 @@ CommandResult StateMachine::apply_put(const PutCommand& put) {
     result.status = Status::error(ErrorCode::kQuotaExceeded, "the service holds its maximum number of bytes");
   }
   if (!result.status.is_ok()) return result;
-  StoredMessage m;
+  StoredMessage m = make_message(std::make_shared<const MessageBody>(MessageBody{put.encoding, put.payload}));
   m.id = next_id_++;
   m.enqueued_at_ms = clock_ms_;
   m.expires_at_ms = clock_ms_ + put.ttl_ms;
-  m.body = std::make_shared<const MessageBody>(MessageBody{put.encoding, put.payload});
   result.put_id = append(put.mailbox, std::move(m)).id;
   return result;
 }
@@ -285,6 +313,7 @@ void StateMachine::erase_at(Mailbox& box, size_t index) {
   box.bytes -= size;
   total_bytes_ -= size;
   total_messages_ -= 1;
+  release(std::move(box.messages[index].body));
   box.messages.erase(box.messages.begin() + static_cast<std::ptrdiff_t>(index));
 }
 
@@ -348,36 +377,38 @@ int64_t StateMachine::next_sweep_due_ms() const {
 
 // ------------------------------------------------------------------ snapshot
 //
-// Layout: u8 version, u64 next_id, i64 clock, config, bodies (each body once:
-// encoding, payload), mailboxes (name, messages referring to bodies by index),
-// dedup records (key, time, status, put id, delivered messages).
+// Layout: u8 version, u64 head size, u64 next_id, i64 clock, config, the
+// interned encodings, mailboxes (name, messages: id, times, deliveries,
+// encoding id [or the encoding itself], payload size), dedup records (key,
+// time, status, put id, delivered messages likewise); then, after the head,
+// every payload in the order the messages appear in the head.
 
-std::string StateMachine::serialize() const {
-  std::unordered_map<const MessageBody*, uint64_t> body_index;
-  std::vector<const MessageBody*> bodies;
-  auto index_of = [&](const std::shared_ptr<const MessageBody>& b) {
-    auto [pos, inserted] = body_index.emplace(b.get(), bodies.size());
-    if (inserted) bodies.push_back(b.get());
-    return pos->second;
-  };
-  for (const auto& [name, box] : mailboxes_) {
-    for (const auto& m : box.messages) index_of(m.body);
-  }
-  for (const auto& [key, record] : dedup_) {
-    for (const auto& m : record.result.messages) index_of(m.body);
-  }
+size_t StateMachine::SnapshotParts::total_bytes() const {
+  size_t total = head.size();
+  for (const auto& p : payloads) total += p.size();
+  return total;
+}
 
+StateMachine::SnapshotParts StateMachine::pin_snapshot() {
+  MAILBOX_ASSERT(!pinned_, "one pinned snapshot at a time");
+  pinned_ = true;
+  SnapshotParts parts;
+  parts.payloads.reserve(total_messages_);
   ByteWriter w;
-  w.reserve(64 + total_bytes_ + total_messages_ * 64);
+  w.reserve(256 + total_messages_ * 40);
   w.u8(kSnapshotFormatVersion);
+  w.u64(0);  // head size, patched below
   w.u64(next_id_);
   w.i64(clock_ms_);
   encode_config(w, config_);
-  w.varint(bodies.size());
-  for (const MessageBody* b : bodies) {
-    w.bytes(b->encoding);
-    w.bytes(b->payload);
-  }
+  w.varint(encodings_.size());
+  for (const auto& e : encodings_) w.bytes(e);
+  auto write_body = [&](uint32_t encoding_id, const char* data, size_t size, const MessageBody& body_if_needed) {
+    w.varint(encoding_id == kEncodingNotInterned ? 0 : uint64_t{encoding_id} + 1);
+    if (encoding_id == kEncodingNotInterned) w.bytes(body_if_needed.encoding);
+    w.varint(size);
+    parts.payloads.emplace_back(data, size);
+  };
   w.varint(mailboxes_.size());
   for (const auto& [name, box] : mailboxes_) {
     w.bytes(name);
@@ -388,7 +419,7 @@ std::string StateMachine::serialize() const {
       w.i64(m.expires_at_ms);
       w.i64(m.lease_expires_at_ms);
       w.u32(m.deliveries);
-      w.varint(body_index.at(m.body.get()));
+      write_body(m.encoding_id, m.payload_data, m.payload_bytes, *m.body);
     }
   }
   w.varint(dedup_order_.size());
@@ -406,31 +437,59 @@ std::string StateMachine::serialize() const {
       w.i64(m.enqueued_at_ms);
       w.u32(m.deliveries);
       w.i64(m.lease_expires_at_ms);
-      w.varint(body_index.at(m.body.get()));
+      write_body(kEncodingNotInterned, m.body->payload.data(), m.body->payload.size(), *m.body);
     }
   }
-  return w.take();
+  parts.head = w.take();
+  const uint64_t head_size = parts.head.size();
+  std::memcpy(parts.head.data() + 1, &head_size, sizeof head_size);
+  return parts;
+}
+
+void StateMachine::unpin_snapshot() {
+  pinned_ = false;
+  graveyard_.clear();
+}
+
+std::string StateMachine::serialize() {
+  SnapshotParts parts = pin_snapshot();
+  std::string out;
+  out.reserve(parts.total_bytes());
+  out += parts.head;
+  for (const auto& p : parts.payloads) out += p;
+  unpin_snapshot();
+  return out;
 }
 
 bool StateMachine::restore(std::string_view bytes) {
-  ByteReader r(bytes);
-  if (r.u8() != kSnapshotFormatVersion) return false;
+  if (bytes.size() < 9 || static_cast<uint8_t>(bytes[0]) != kSnapshotFormatVersion) return false;
+  uint64_t head_size = 0;
+  std::memcpy(&head_size, bytes.data() + 1, sizeof head_size);
+  if (head_size < 9 || head_size > bytes.size()) return false;
+  ByteReader r(bytes.substr(9, head_size - 9));
+  std::string_view payloads = bytes.substr(head_size);
   StateMachine fresh;
   fresh.next_id_ = r.u64();
   fresh.clock_ms_ = r.i64();
   fresh.config_ = decode_config(r);
-  const uint64_t body_count = r.varint();
-  if (!r.ok() || body_count > r.remaining()) return false;
-  std::vector<std::shared_ptr<const MessageBody>> bodies;
-  bodies.reserve(body_count);
-  for (uint64_t i = 0; i < body_count; ++i) {
-    std::string encoding(r.bytes());
-    std::string payload(r.bytes());
-    if (!r.ok()) return false;
-    bodies.push_back(std::make_shared<const MessageBody>(MessageBody{std::move(encoding), std::move(payload)}));
+  const uint64_t encoding_count = r.varint();
+  if (!r.ok() || encoding_count > limits::kMaxInternedEncodings) return false;
+  for (uint64_t i = 0; i < encoding_count; ++i) {
+    std::string e(r.bytes());
+    if (!r.ok() || fresh.encoding_ids_.count(e)) return false;
+    fresh.intern_encoding(e);
   }
-  auto body_at = [&](uint64_t index) -> std::shared_ptr<const MessageBody> {
-    return index < bodies.size() ? bodies[index] : nullptr;
+  auto read_body = [&]() -> std::shared_ptr<const MessageBody> {
+    const uint64_t tag = r.varint();
+    std::string encoding;
+    if (tag == 0) encoding = std::string(r.bytes());
+    else if (tag <= fresh.encodings_.size()) encoding = fresh.encodings_[tag - 1];
+    else return nullptr;
+    const uint64_t size = r.varint();
+    if (!r.ok() || size > payloads.size()) return nullptr;
+    auto body = std::make_shared<const MessageBody>(MessageBody{std::move(encoding), std::string(payloads.substr(0, size))});
+    payloads.remove_prefix(size);
+    return body;
   };
   const uint64_t box_count = r.varint();
   if (!r.ok() || box_count > r.remaining()) return false;
@@ -439,14 +498,19 @@ bool StateMachine::restore(std::string_view bytes) {
     const uint64_t count = r.varint();
     if (!r.ok() || count > r.remaining() || count == 0) return false;
     for (uint64_t i = 0; i < count; ++i) {
-      StoredMessage m;
-      m.id = r.u64();
-      m.enqueued_at_ms = r.i64();
-      m.expires_at_ms = r.i64();
-      m.lease_expires_at_ms = r.i64();
-      m.deliveries = r.u32();
-      m.body = body_at(r.varint());
-      if (!r.ok() || !m.body) return false;
+      const uint64_t id = r.u64();
+      const int64_t enqueued = r.i64();
+      const int64_t expires = r.i64();
+      const int64_t lease = r.i64();
+      const uint32_t deliveries = r.u32();
+      auto body = read_body();
+      if (!r.ok() || !body) return false;
+      StoredMessage m = fresh.make_message(std::move(body));
+      m.id = id;
+      m.enqueued_at_ms = enqueued;
+      m.expires_at_ms = expires;
+      m.lease_expires_at_ms = lease;
+      m.deliveries = deliveries;
       fresh.append(name, std::move(m));
     }
   }
@@ -468,14 +532,14 @@ bool StateMachine::restore(std::string_view bytes) {
       m.enqueued_at_ms = r.i64();
       m.deliveries = r.u32();
       m.lease_expires_at_ms = r.i64();
-      m.body = body_at(r.varint());
+      m.body = read_body();
       if (!r.ok() || !m.body) return false;
       record.result.messages.push_back(std::move(m));
     }
     fresh.dedup_order_.emplace_back(record.recorded_at_ms, key);
     fresh.dedup_.emplace(std::move(key), std::move(record));
   }
-  if (!r.ok() || !r.at_end()) return false;
+  if (!r.ok() || !r.at_end() || !payloads.empty()) return false;
   // Bounds are recomputed exactly.
   for (auto& [name, box] : fresh.mailboxes_) {
     box.next_expiry_bound_ms = INT64_MAX;
@@ -486,6 +550,17 @@ bool StateMachine::restore(std::string_view bytes) {
         box.next_lease_end_bound_ms = std::min(box.next_lease_end_bound_ms, m.lease_expires_at_ms);
       }
     }
+  }
+  // A pinned snapshot of the old state must keep its payloads alive.
+  if (pinned_) {
+    for (auto& [name, box] : mailboxes_) {
+      for (auto& m : box.messages) graveyard_.push_back(std::move(m.body));
+    }
+    for (auto& [key, record] : dedup_) {
+      for (auto& m : record.result.messages) graveyard_.push_back(std::move(m.body));
+    }
+    fresh.pinned_ = true;
+    fresh.graveyard_ = std::move(graveyard_);
   }
   *this = std::move(fresh);
   return true;
@@ -501,6 +576,7 @@ uint64_t StateMachine::digest() const {
   f.add(config_.dedup_window_ms);
   f.add(config_.max_dedup_entries);
   f.add(static_cast<uint64_t>(config_.max_deliveries));
+  for (const auto& e : encodings_) f.add(e);
   for (const auto& [name, box] : mailboxes_) {
     f.add(name);
     for (const auto& m : box.messages) {

@@ -46,13 +46,18 @@ struct MessageBody {
   std::string payload;
 };
 
-// A message as stored in a mailbox.
+// A message as stored in a mailbox. `payload_data`, `payload_bytes` and
+// `encoding_id` repeat what the body holds so that a snapshot can walk the
+// mailboxes without touching (cache-missing on) every body.
 struct StoredMessage {
   uint64_t id = 0;
   int64_t enqueued_at_ms = 0;
   int64_t expires_at_ms = 0;
   int64_t lease_expires_at_ms = 0;  // 0: not leased
   uint32_t deliveries = 0;          // deliveries so far
+  uint32_t encoding_id = 0;         // into the state's interned encodings
+  const char* payload_data = nullptr;
+  size_t payload_bytes = 0;
   std::shared_ptr<const MessageBody> body;
 };
 
@@ -110,10 +115,23 @@ class StateMachine {
   size_t mailbox_count() const { return mailboxes_.size(); }
   size_t dedup_count() const { return dedup_.size(); }
 
-  // Snapshot: the whole state as bytes, and back. `restore` replaces the
-  // state only when `bytes` is a well-formed snapshot; otherwise it returns
-  // false and leaves the state unchanged.
-  std::string serialize() const;
+  // Snapshot: the whole state as bytes, and back. The bytes are `head`
+  // followed by each of `payloads`, in order, so a caller can write them
+  // without copying payloads. `pin_snapshot` walks only the mailboxes'
+  // message arrays (not the bodies); until `unpin_snapshot`, every body the
+  // state lets go of is kept alive, so the payload views stay valid while the
+  // state keeps changing. One pinned snapshot at a time.
+  // `serialize` concatenates a pinned snapshot (for tests and tools).
+  // `restore` replaces the state only when `bytes` is a well-formed snapshot;
+  // otherwise it returns false and leaves the state unchanged.
+  struct SnapshotParts {
+    std::string head;
+    std::vector<std::string_view> payloads;
+    size_t total_bytes() const;
+  };
+  SnapshotParts pin_snapshot();
+  void unpin_snapshot();
+  std::string serialize();
   bool restore(std::string_view bytes);
 
   // A digest of the whole state, equal on replicas with equal state.
@@ -142,9 +160,14 @@ class StateMachine {
   template <typename C, typename F>
   CommandResult with_dedup(char op, const C& command, F&& apply_fn);
   void forget_old_dedup();
+  void forget_dedup_front();
 
   // Appends a message to `name`, creating the mailbox (no quota check).
   StoredMessage& append(const std::string& name, StoredMessage message);
+  StoredMessage make_message(std::shared_ptr<const MessageBody> body);
+  uint32_t intern_encoding(const std::string& encoding);
+  // Keeps `body` alive while a snapshot is pinned.
+  void release(std::shared_ptr<const MessageBody> body);
   void sweep_mailbox(const std::string& name, Mailbox& box, std::vector<StoredMessage>* dead);
   void erase_at(Mailbox& box, size_t index);
   void erase_if_empty(std::map<std::string, Mailbox, std::less<>>::iterator it);
@@ -152,7 +175,7 @@ class StateMachine {
   static bool visible(const StoredMessage& m, int64_t now_ms) {
     return m.expires_at_ms > now_ms && (m.lease_expires_at_ms == 0 || m.lease_expires_at_ms <= now_ms);
   }
-  static uint64_t message_bytes(const StoredMessage& m) { return m.body->payload.size(); }
+  static uint64_t message_bytes(const StoredMessage& m) { return m.payload_bytes; }
 
   StateConfig config_;
   std::map<std::string, Mailbox, std::less<>> mailboxes_;
@@ -162,6 +185,13 @@ class StateMachine {
   int64_t clock_ms_ = 0;
   uint64_t total_messages_ = 0;
   uint64_t total_bytes_ = 0;
+  // Interned encodings (deterministic ids, in order of first use); past
+  // limits::kMaxInternedEncodings a message keeps kEncodingNotInterned.
+  std::vector<std::string> encodings_;
+  std::map<std::string, uint32_t, std::less<>> encoding_ids_;
+  // While a snapshot is pinned: bodies the state let go of.
+  bool pinned_ = false;
+  std::vector<std::shared_ptr<const MessageBody>> graveyard_;
 };
 
 }  // namespace mailbox

@@ -20,6 +20,8 @@ constexpr unsigned kStatusRefreshIntervalMs = 20;
 // How often the leader checks whether a sweep (expiry, lease end) is due.
 constexpr int64_t kSweepCheckIntervalMs = 100;
 constexpr size_t kRaftBlockSizeBytes = 4096;
+// Below this much log, a snapshot is never forced by bytes.
+constexpr uint64_t kMinSnapshotLogBytes = 32ULL << 20;
 
 int64_t wall_clock_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -104,6 +106,9 @@ struct RaftNode::Impl {
   int64_t last_sweep_check_ms = 0;
   uint64_t snapshots_taken = 0;
   int64_t longest_snapshot_stall_us = 0;
+  std::unique_ptr<StateMachine::SnapshotParts> snapshot_parts;  // until snapshot_finalize
+  uint64_t log_bytes_since_snapshot = 0;
+  bool snapshot_forced = false;
 
   // Shared with other threads.
   std::mutex mutex;
@@ -134,6 +139,7 @@ struct RaftNode::Impl {
   void drive();
   void propose(std::vector<PendingCommand>& batch);
   void propose_internal(Command command, bool* in_flight);
+  void account_log_bytes(size_t entry_bytes);
   void maintain();
   bool park(PendingCommand&& command);
   bool park(PendingRead&& read);
@@ -165,6 +171,7 @@ int RaftNode::Impl::fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** resu
   // loudly rather than diverge from the other replicas.
   MAILBOX_ASSERT(decoded, "committed log entry does not decode");
   std::vector<CommandResult> results = self->state.apply(entry);
+  self->account_log_bytes(buf->len);
   bool any_woken = false;
   for (size_t i = 0; i < entry.commands.size(); ++i) {
     if (!results[i].status.is_ok()) continue;
@@ -196,38 +203,71 @@ int RaftNode::Impl::fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** resu
   return 0;
 }
 
+// libraft counts only entries; entries here vary from bytes to megabytes. A
+// snapshot is forced (threshold 1) once the log holds more bytes than the
+// policy allows, which bounds both replay time and the memory libraft keeps
+// for the log.
+void RaftNode::Impl::account_log_bytes(size_t entry_bytes) {
+  log_bytes_since_snapshot += entry_bytes;
+  if (snapshot_forced || !raft_initialized) return;
+  const uint64_t limit =
+      std::clamp<uint64_t>(state.total_bytes() / 4, kMinSnapshotLogBytes, options.snapshot_max_log_bytes);
+  if (log_bytes_since_snapshot >= limit) {
+    snapshot_forced = true;
+    raft_set_snapshot_threshold(&raft_instance, 1);
+  }
+}
+
+// Snapshots without copying payloads: the buffers are the metadata head and
+// then every message's payload in place. The state keeps every body alive
+// while the snapshot is pinned, until libraft calls snapshot_finalize after
+// its thread pool has written them; the loop only serializes metadata.
 int RaftNode::Impl::fsm_snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
   auto* self = static_cast<Impl*>(fsm->data);
+  MAILBOX_ASSERT(!self->snapshot_parts, "one snapshot at a time");
   const auto started = std::chrono::steady_clock::now();
-  std::string bytes = self->state.serialize();
-  auto* array = static_cast<raft_buffer*>(raft_malloc(sizeof(raft_buffer)));
-  if (array == nullptr) return RAFT_NOMEM;
-  void* base = raft_malloc(bytes.size());
-  if (base == nullptr) {
-    raft_free(array);
+  auto parts = std::make_unique<StateMachine::SnapshotParts>(self->state.pin_snapshot());
+  size_t count = 1;
+  for (const auto& p : parts->payloads) count += p.empty() ? 0 : 1;
+  auto* array = static_cast<raft_buffer*>(raft_malloc(count * sizeof(raft_buffer)));
+  if (array == nullptr) {
+    self->state.unpin_snapshot();
     return RAFT_NOMEM;
   }
-  std::memcpy(base, bytes.data(), bytes.size());
-  array[0].base = base;
-  array[0].len = bytes.size();
+  array[0].base = parts->head.data();
+  array[0].len = parts->head.size();
+  size_t i = 1;
+  for (const auto& p : parts->payloads) {
+    if (p.empty()) continue;
+    array[i].base = const_cast<char*>(p.data());  // read only by libraft
+    array[i].len = p.size();
+    ++i;
+  }
   *bufs = array;
-  *n_bufs = 1;
+  *n_bufs = static_cast<unsigned>(count);
   const int64_t us =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
   self->snapshots_taken += 1;
   self->longest_snapshot_stall_us = std::max(self->longest_snapshot_stall_us, us);
-  log_info("snapshot of %llu messages: %zu bytes, loop busy %lld us",
-           static_cast<unsigned long long>(self->state.total_messages()), bytes.size(), static_cast<long long>(us));
+  log_info("snapshot of %llu messages (%zu bytes): loop busy %lld us",
+           static_cast<unsigned long long>(self->state.total_messages()), parts->total_bytes(),
+           static_cast<long long>(us));
+  self->snapshot_parts = std::move(parts);
+  self->log_bytes_since_snapshot = 0;
+  if (self->snapshot_forced) {
+    self->snapshot_forced = false;
+    raft_set_snapshot_threshold(&self->raft_instance, self->options.snapshot_threshold_entries);
+  }
   return 0;
 }
 
-int RaftNode::Impl::fsm_snapshot_finalize(raft_fsm*, raft_buffer* bufs[], unsigned* n_bufs) {
-  if (*bufs != nullptr) {
-    for (unsigned i = 0; i < *n_bufs; ++i) raft_free((*bufs)[i].base);
-    raft_free(*bufs);
-  }
+int RaftNode::Impl::fsm_snapshot_finalize(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
+  auto* self = static_cast<Impl*>(fsm->data);
+  if (*bufs != nullptr) raft_free(*bufs);
   *bufs = nullptr;
   *n_bufs = 0;
+  self->snapshot_parts.reset();
+  self->state.unpin_snapshot();
   return 0;
 }
 

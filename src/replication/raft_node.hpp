@@ -69,8 +69,12 @@ struct RaftNodeOptions {
   std::vector<RaftPeer> initial_voters;
   unsigned election_timeout_ms = 1000;
   unsigned heartbeat_timeout_ms = 100;
-  unsigned snapshot_threshold_entries = 1024;
-  unsigned snapshot_trailing_entries = 256;
+  // A snapshot is taken when the log since the last one holds this many
+  // entries, or more bytes than a quarter of the state (clamped to
+  // [kMinSnapshotLogBytes, snapshot_max_log_bytes]), whichever comes first.
+  unsigned snapshot_threshold_entries = 8192;
+  uint64_t snapshot_max_log_bytes = 256ULL << 20;
+  unsigned snapshot_trailing_entries = 64;
   // How long a request waits for a leader to be known before `unavailable`.
   unsigned leader_wait_ms = 3000;
   // The business settings this node proposes when it leads (the state's own

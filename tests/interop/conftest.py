@@ -31,6 +31,9 @@ def free_port():
         return s.getsockname()[1]
 
 
+_RUNNING = []  # every Node started by a test; stopped after it, pass or fail
+
+
 class Node:
     """One mailboxd process with its own ports and data directory."""
 
@@ -52,6 +55,7 @@ class Node:
             [str(MAILBOXD), "--listen", self.endpoint, "--raft-address", f"127.0.0.1:{self.raft_port}",
              "--data-dir", str(self.data_dir), *self.extra_args],
             stdout=self.log, stderr=subprocess.STDOUT)
+        _RUNNING.append(self)
         deadline = time.time() + 15
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -137,6 +141,16 @@ class Client:
             last = replies
             time.sleep(0.1)
         raise RuntimeError(f"service not ready: {last}")
+
+
+@pytest.fixture(autouse=True)
+def stop_leftover_nodes():
+    yield
+    while _RUNNING:
+        n = _RUNNING.pop()
+        if n.proc and n.proc.poll() is None:
+            n.proc.kill()
+            n.proc.wait()
 
 
 @pytest.fixture

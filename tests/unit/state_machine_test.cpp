@@ -313,6 +313,38 @@ TEST(StateMachine, SnapshotRestoresIdenticalState) {
   EXPECT_EQ(a.digest(), b.digest());
 }
 
+TEST(StateMachine, PinnedSnapshotStaysValidWhileTheStateMovesOn) {
+  StateMachine a;
+  a.apply(at(1, {put("p", "alpha"), put("p", "beta"), put("q", "gamma", 60'000, "rid")}));
+  const std::string expected = a.serialize();
+  StateMachine::SnapshotParts parts = a.pin_snapshot();
+  // Everything the snapshot refers to is consumed, expired or replaced.
+  a.apply(at(2, {take("p", 10), take("q", 10)}));
+  a.apply(at(10'000'000, {SweepCommand{}}));
+  EXPECT_EQ(a.total_messages(), 0u);
+  std::string bytes = parts.head;
+  for (auto p : parts.payloads) bytes += p;
+  EXPECT_EQ(bytes, expected);
+  a.unpin_snapshot();
+  StateMachine b;
+  ASSERT_TRUE(b.restore(bytes));
+  EXPECT_EQ(b.stats("p", 2).messages, 2u);
+}
+
+TEST(StateMachine, ManyEncodingsBeyondTheInternLimitRoundTrip) {
+  StateMachine a;
+  std::vector<Command> puts;
+  for (size_t i = 0; i < limits::kMaxInternedEncodings + 10; ++i) {
+    puts.push_back(PutCommand{"e", "enc/" + std::to_string(i), "x", 60'000, ""});
+  }
+  a.apply(at(1, std::move(puts)));
+  StateMachine b;
+  ASSERT_TRUE(b.restore(a.serialize()));
+  EXPECT_EQ(a.digest(), b.digest());
+  auto r = b.apply(at(2, {take("e", 1000), take("e", 1000)}));
+  EXPECT_EQ(r[1].messages.back().body->encoding, "enc/" + std::to_string(limits::kMaxInternedEncodings + 9));
+}
+
 TEST(StateMachine, CorruptSnapshotLeavesStateUnchanged) {
   StateMachine a;
   a.apply(at(10, {put("x", "1")}));
