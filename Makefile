@@ -9,7 +9,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/mailbox/cargo-target
 PYTHON := .venv/bin/python
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: all deps build run test unit interop header sanitize clean
+.PHONY: all deps build run cluster test unit interop header sanitize clean
 
 all: build
 
@@ -24,6 +24,10 @@ build: deps
 run: build
 	$(BUILD_DIR)/mailboxd --data-dir $(DATA_DIR)
 
+# A 3-node cluster on loopback in the foreground; Ctrl-C stops it.
+cluster: build
+	./scripts/cluster.sh
+
 unit: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
 
@@ -33,8 +37,9 @@ interop: build
 test: unit interop
 
 # Regenerate the bridge's C header after changing bridge/src/lib.rs.
-header: build
-	$(CARGO_TARGET_DIR)/release/mailbox_header_check bridge --write
+header:
+	CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) cargo run --release --locked --quiet \
+		--manifest-path tools/header-check/Cargo.toml -- bridge --write
 
 # Unit tests under ASan+UBSan, then TSan.
 sanitize: deps

@@ -101,7 +101,7 @@ std::unique_ptr<Subscriber> Session::declare_subscriber(const std::string& key_e
   auto trampoline = [](void* context, const MbzSample* sample) {
     auto* self = static_cast<Subscriber*>(context);
     Sample view{view_of(sample->key), view_of(sample->payload), view_of(sample->encoding),
-                optional_view(sample->attachment)};
+                optional_view(sample->attachment), optional_view(sample->timestamp)};
     try {
       self->handler_(view);
     } catch (...) {
@@ -114,6 +114,40 @@ std::unique_ptr<Subscriber> Session::declare_subscriber(const std::string& key_e
   }
   return s;
 }
+
+std::unique_ptr<LivelinessToken> Session::declare_liveliness_token(const std::string& key_expr, std::string* error) {
+  std::unique_ptr<LivelinessToken> t(new LivelinessToken());
+  char buffer[kErrorBufferBytes] = {0};
+  t->handle_ = mbz_declare_liveliness_token(handle_, bytes_of(key_expr), buffer, sizeof buffer);
+  if (t->handle_ == nullptr) {
+    if (error) *error = buffer;
+    return nullptr;
+  }
+  return t;
+}
+
+std::unique_ptr<Subscriber> Session::declare_liveliness_subscriber(const std::string& key_expr,
+                                                                   LivelinessHandler handler, std::string* error) {
+  std::unique_ptr<Subscriber> s(new Subscriber());
+  s->liveliness_handler_ = std::move(handler);
+  char buffer[kErrorBufferBytes] = {0};
+  auto trampoline = [](void* context, MbzBytes key, bool alive) {
+    auto* self = static_cast<Subscriber*>(context);
+    try {
+      self->liveliness_handler_(view_of(key), alive);
+    } catch (...) {
+    }
+  };
+  s->handle_ = mbz_declare_liveliness_subscriber(handle_, bytes_of(key_expr), trampoline, s.get(), buffer,
+                                                 sizeof buffer);
+  if (s->handle_ == nullptr) {
+    if (error) *error = buffer;
+    return nullptr;
+  }
+  return s;
+}
+
+LivelinessToken::~LivelinessToken() { mbz_undeclare_liveliness_token(handle_); }
 
 bool Session::put(std::string_view key_expr, std::string_view payload, std::optional<std::string_view> encoding,
                   std::optional<std::string_view> attachment) {

@@ -56,6 +56,7 @@ struct Sample {
   std::string_view payload;
   std::string_view encoding;
   std::optional<std::string_view> attachment;
+  std::optional<std::string_view> timestamp;  // set by the first router on the way
 };
 
 struct Reply {
@@ -91,9 +92,11 @@ using QueryHandler = std::function<void(Query&&)>;
 using SampleHandler = std::function<void(const Sample&)>;
 using ReplyHandler = std::function<void(const Reply&)>;
 using DoneHandler = std::function<void()>;
+using LivelinessHandler = std::function<void(std::string_view key, bool alive)>;
 
 class Queryable;
 class Subscriber;
+class LivelinessToken;
 
 class Session {
  public:
@@ -109,6 +112,13 @@ class Session {
                                                  std::string* error);
   bool put(std::string_view key_expr, std::string_view payload, std::optional<std::string_view> encoding,
            std::optional<std::string_view> attachment);
+  // A token alive in the network while the returned object (and this
+  // session) lives.
+  std::unique_ptr<LivelinessToken> declare_liveliness_token(const std::string& key_expr, std::string* error);
+  // Calls `handler` for each matching token already alive, then as tokens
+  // appear and go. Undeclared (no more calls) when the result is destroyed.
+  std::unique_ptr<Subscriber> declare_liveliness_subscriber(const std::string& key_expr, LivelinessHandler handler,
+                                                            std::string* error);
   // Sends a query; `on_reply` per reply, `on_done` exactly once at the end
   // (even when this returns false).
   bool get(std::string_view selector, const GetOptions& options, ReplyHandler on_reply, DoneHandler on_done);
@@ -142,6 +152,19 @@ class Subscriber {
   Subscriber() = default;
   MbzSubscriber* handle_ = nullptr;
   SampleHandler handler_;
+  LivelinessHandler liveliness_handler_;
+};
+
+class LivelinessToken {
+ public:
+  ~LivelinessToken();
+  LivelinessToken(const LivelinessToken&) = delete;
+  LivelinessToken& operator=(const LivelinessToken&) = delete;
+
+ private:
+  friend class Session;
+  LivelinessToken() = default;
+  MbzLivelinessToken* handle_ = nullptr;
 };
 
 // Initialises Zenoh's logging from RUST_LOG, else `default_level`.

@@ -67,6 +67,12 @@
 #define MBZ_CONSOLIDATION_LATEST 3
 
 /**
+ * A declared liveliness token: alive in the network while it exists.
+ * Owned by the caller; release with `mbz_undeclare_liveliness_token`.
+ */
+typedef struct MbzLivelinessToken MbzLivelinessToken;
+
+/**
  * An incoming query, owned by whoever received it in the queryable callback.
  * The client sees the end of the reply stream when it is dropped with
  * `mbz_query_drop`. May be moved to and answered from any thread.
@@ -105,18 +111,27 @@ typedef void (*MbzQueryCallback)(void *context, struct MbzQuery *query);
 /**
  * A sample delivered to a subscriber callback; every view is valid only
  * during the callback. `attachment.data == NULL` when there is none.
+ * `timestamp` is the sample's Zenoh timestamp as text (a router stamps a
+ * publication once, so every subscriber sees the same one), or absent.
  */
 typedef struct MbzSample {
   struct MbzBytes key;
   struct MbzBytes payload;
   struct MbzBytes encoding;
   struct MbzBytes attachment;
+  struct MbzBytes timestamp;
 } MbzSample;
 
 /**
  * Called for each sample received by a subscriber.
  */
 typedef void (*MbzSampleCallback)(void *context, const struct MbzSample *sample);
+
+/**
+ * Called when a liveliness token matching a liveliness subscriber appears
+ * (`alive == true`) or disappears; `key` is valid only during the call.
+ */
+typedef void (*MbzLivelinessCallback)(void *context, struct MbzBytes key, bool alive);
 
 /**
  * Options of `mbz_get`.
@@ -275,6 +290,33 @@ struct MbzSubscriber *mbz_declare_subscriber(const struct MbzSession *session,
  * subscriber is running or will run. Null is ignored.
  */
 int32_t mbz_undeclare_subscriber(struct MbzSubscriber *subscriber);
+
+/**
+ * Declares a liveliness token on `key_expr`; other sessions see it alive
+ * until it is undeclared or this session is gone (closed, crashed, cut off).
+ */
+struct MbzLivelinessToken *mbz_declare_liveliness_token(const struct MbzSession *session,
+                                                        struct MbzBytes key_expr,
+                                                        char *error,
+                                                        size_t error_capacity);
+
+/**
+ * Undeclares a liveliness token and frees it. Null is ignored.
+ */
+int32_t mbz_undeclare_liveliness_token(struct MbzLivelinessToken *token);
+
+/**
+ * Declares a liveliness subscriber on `key_expr`: `callback(context, key,
+ * alive)` runs on a Zenoh thread when a matching token appears or goes, and
+ * first for every token already alive. Release with
+ * `mbz_undeclare_subscriber`.
+ */
+struct MbzSubscriber *mbz_declare_liveliness_subscriber(const struct MbzSession *session,
+                                                        struct MbzBytes key_expr,
+                                                        MbzLivelinessCallback callback,
+                                                        void *context,
+                                                        char *error,
+                                                        size_t error_capacity);
 
 /**
  * Sends a query on `selector` (`key?k=v;k=v`) with an optional payload,

@@ -37,6 +37,8 @@ use std::time::Duration;
 
 use zenoh::bytes::{Encoding, ZBytes};
 use zenoh::key_expr::KeyExpr;
+use zenoh::liveliness::LivelinessToken;
+use zenoh::sample::SampleKind;
 use zenoh::pubsub::Subscriber;
 use zenoh::query::{ConsolidationMode, Query, QueryTarget, Queryable, Reply};
 use zenoh::sample::Sample;
@@ -77,12 +79,15 @@ pub struct MbzBytes {
 
 /// A sample delivered to a subscriber callback; every view is valid only
 /// during the callback. `attachment.data == NULL` when there is none.
+/// `timestamp` is the sample's Zenoh timestamp as text (a router stamps a
+/// publication once, so every subscriber sees the same one), or absent.
 #[repr(C)]
 pub struct MbzSample {
     pub key: MbzBytes,
     pub payload: MbzBytes,
     pub encoding: MbzBytes,
     pub attachment: MbzBytes,
+    pub timestamp: MbzBytes,
 }
 
 /// A reply delivered to a get callback; every view is valid only during the
@@ -152,6 +157,12 @@ impl CallbackGate {
     }
 }
 
+/// A declared liveliness token: alive in the network while it exists.
+/// Owned by the caller; release with `mbz_undeclare_liveliness_token`.
+pub struct MbzLivelinessToken {
+    token: LivelinessToken,
+}
+
 /// An incoming query, owned by whoever received it in the queryable callback.
 /// The client sees the end of the reply stream when it is dropped with
 /// `mbz_query_drop`. May be moved to and answered from any thread.
@@ -171,6 +182,9 @@ pub type MbzQueryCallback = Option<unsafe extern "C" fn(context: *mut c_void, qu
 pub type MbzSampleCallback = Option<unsafe extern "C" fn(context: *mut c_void, sample: *const MbzSample)>;
 /// Called for each reply to a get.
 pub type MbzReplyCallback = Option<unsafe extern "C" fn(context: *mut c_void, reply: *const MbzReply)>;
+/// Called when a liveliness token matching a liveliness subscriber appears
+/// (`alive == true`) or disappears; `key` is valid only during the call.
+pub type MbzLivelinessCallback = Option<unsafe extern "C" fn(context: *mut c_void, key: MbzBytes, alive: bool)>;
 /// Called exactly once when a get has ended (all replies in, timed out, or failed to start).
 pub type MbzDoneCallback = Option<unsafe extern "C" fn(context: *mut c_void)>;
 
@@ -510,11 +524,13 @@ pub unsafe extern "C" fn mbz_declare_subscriber(
                     let payload = sample.payload().to_bytes();
                     let encoding = sample.encoding().to_string();
                     let attachment = sample.attachment().map(|a| a.to_bytes());
+                    let timestamp = sample.timestamp().map(|t| t.to_string());
                     let view_of = MbzSample {
                         key: view(sample.key_expr().as_str().as_bytes()),
                         payload: view(&payload),
                         encoding: view(encoding.as_bytes()),
                         attachment: optional_view(attachment.as_deref()),
+                        timestamp: optional_view(timestamp.as_deref().map(str::as_bytes)),
                     };
                     callback(ctx.0, &view_of);
                 });
@@ -551,6 +567,103 @@ pub unsafe extern "C" fn mbz_undeclare_subscriber(subscriber: *mut MbzSubscriber
             Err(_) => MBZ_ERR_ZENOH,
         }
     })
+}
+
+/// Declares a liveliness token on `key_expr`; other sessions see it alive
+/// until it is undeclared or this session is gone (closed, crashed, cut off).
+#[no_mangle]
+pub unsafe extern "C" fn mbz_declare_liveliness_token(
+    session: *const MbzSession,
+    key_expr: MbzBytes,
+    error: *mut c_char,
+    error_capacity: usize,
+) -> *mut MbzLivelinessToken {
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<*mut MbzLivelinessToken, String> {
+        let session = session.as_ref().ok_or("null session")?;
+        let key = KeyExpr::try_from(borrow_str(key_expr)?.to_string()).map_err(|e| format!("bad key expression: {e}"))?;
+        let token = session
+            .session
+            .liveliness()
+            .declare_token(key)
+            .wait()
+            .map_err(|e| format!("cannot declare liveliness token: {e}"))?;
+        Ok(Box::into_raw(Box::new(MbzLivelinessToken { token })))
+    }));
+    match result {
+        Ok(Ok(handle)) => handle,
+        Ok(Err(message)) => {
+            write_error(error, error_capacity, &message);
+            std::ptr::null_mut()
+        }
+        Err(_) => {
+            write_error(error, error_capacity, "panic inside the Zenoh bridge");
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// Undeclares a liveliness token and frees it. Null is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn mbz_undeclare_liveliness_token(token: *mut MbzLivelinessToken) -> i32 {
+    if token.is_null() {
+        return MBZ_OK;
+    }
+    run_guarded(|| {
+        let owned = Box::from_raw(token);
+        match owned.token.undeclare().wait() {
+            Ok(()) => MBZ_OK,
+            Err(_) => MBZ_ERR_ZENOH,
+        }
+    })
+}
+
+/// Declares a liveliness subscriber on `key_expr`: `callback(context, key,
+/// alive)` runs on a Zenoh thread when a matching token appears or goes, and
+/// first for every token already alive. Release with
+/// `mbz_undeclare_subscriber`.
+#[no_mangle]
+pub unsafe extern "C" fn mbz_declare_liveliness_subscriber(
+    session: *const MbzSession,
+    key_expr: MbzBytes,
+    callback: MbzLivelinessCallback,
+    context: *mut c_void,
+    error: *mut c_char,
+    error_capacity: usize,
+) -> *mut MbzSubscriber {
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<*mut MbzSubscriber, String> {
+        let session = session.as_ref().ok_or("null session")?;
+        let callback = callback.ok_or("null callback")?;
+        let key = KeyExpr::try_from(borrow_str(key_expr)?.to_string()).map_err(|e| format!("bad key expression: {e}"))?;
+        let context = ContextPtr(context);
+        let gate = Arc::new(CallbackGate::default());
+        let inner_gate = gate.clone();
+        let subscriber = session
+            .session
+            .liveliness()
+            .declare_subscriber(key)
+            .history(true)
+            .callback(move |sample: Sample| {
+                let ctx = context;
+                inner_gate.pass(move || {
+                    let alive = sample.kind() == SampleKind::Put;
+                    callback(ctx.0, view(sample.key_expr().as_str().as_bytes()), alive);
+                });
+            })
+            .wait()
+            .map_err(|e| format!("cannot declare liveliness subscriber: {e}"))?;
+        Ok(Box::into_raw(Box::new(MbzSubscriber { subscriber, gate })))
+    }));
+    match result {
+        Ok(Ok(handle)) => handle,
+        Ok(Err(message)) => {
+            write_error(error, error_capacity, &message);
+            std::ptr::null_mut()
+        }
+        Err(_) => {
+            write_error(error, error_capacity, "panic inside the Zenoh bridge");
+            std::ptr::null_mut()
+        }
+    }
 }
 
 /// Calls the done callback when dropped: Zenoh drops a get's callback once

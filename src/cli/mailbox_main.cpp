@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <algorithm>
 
 #include "cli/client.hpp"
 #include "server/request.hpp"
@@ -205,6 +206,19 @@ int main(int argc, char** argv) {
   auto* stats = app.add_subcommand("stats", "print a mailbox's statistics as JSON");
   stats->add_option("mailbox", box, "mailbox name")->required();
 
+  auto* cluster = app.add_subcommand("cluster", "cluster status and membership");
+  cluster->require_subcommand(1);
+  uint64_t member_id = 0;
+  std::string member_address;
+  auto* cluster_status = cluster->add_subcommand("status", "every reachable node's role, term, indexes and lag");
+  auto* cluster_add = cluster->add_subcommand("add", "add a node (started with --join) as a voter");
+  cluster_add->add_option("id", member_id, "its node id")->required();
+  cluster_add->add_option("address", member_address, "its Raft address host:port")->required();
+  auto* cluster_remove = cluster->add_subcommand("remove", "remove a node from the cluster");
+  cluster_remove->add_option("id", member_id, "its node id")->required();
+  auto* cluster_transfer = cluster->add_subcommand("transfer", "move leadership (to id, or to any voter)");
+  cluster_transfer->add_option("id", member_id, "the new leader's id (default: any voter)");
+
   auto* watch = app.add_subcommand("watch", "consume messages as they arrive (long-poll loop); Ctrl-C stops");
   watch->add_option("mailbox", box, "mailbox name")->required();
   watch->add_option("--lease", lease, "lease each message for this long");
@@ -212,6 +226,86 @@ int main(int argc, char** argv) {
   watch->add_option("--wait", wait, "long-poll wait per query")->default_str("30s");
   watch->add_option("--limit", watch_limit, "stop after this many messages (0: never)");
   CLI11_PARSE(app, argc, argv);
+
+  if (cluster->parsed()) {
+    std::string error;
+    auto client = mailbox::Client::connect(connect, &error);
+    if (!client) {
+      std::cerr << "mailbox: cannot open a Zenoh session: " << error << "\n";
+      return kExitNoReply;
+    }
+    mailbox::zenoh::GetOptions all;
+    all.timeout_ms = timeout_ms;
+    all.target = mailbox::zenoh::QueryTarget::kAll;
+    all.consolidation = mailbox::zenoh::Consolidation::kNone;
+    auto replies = client->query(prefix + "/@cluster/node/*/status", all);
+    std::vector<nlohmann::json> nodes;
+    for (const auto& r : replies) {
+      auto j = nlohmann::json::parse(r.payload, nullptr, false);
+      if (r.ok && j.is_object()) nodes.push_back(j);
+    }
+    std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) { return a["id"] < b["id"]; });
+    if (nodes.empty()) {
+      std::cerr << "mailbox: no node answered (no server reachable, or timeout)\n";
+      return kExitNoReply;
+    }
+    uint64_t leader = 0;
+    uint64_t leader_commit = 0;
+    for (const auto& n : nodes) {
+      if (n.value("state", "") == "leader") {
+        leader = n.value("id", uint64_t{0});
+        leader_commit = n.value("commit_index", uint64_t{0});
+      }
+    }
+    if (cluster_status->parsed()) {
+      if (json) {
+        std::cout << nlohmann::json(nodes).dump() << "\n";
+        return kExitOk;
+      }
+      std::printf("%-5s %-10s %-7s %-6s %-10s %-10s %-8s %s\n", "node", "state", "leader", "term", "commit",
+                  "applied", "lag", "messages");
+      for (const auto& n : nodes) {
+        const uint64_t applied = n.value("applied_index", uint64_t{0});
+        // Statuses are read one by one: a follower may be a little ahead.
+        const long long lag =
+            leader ? std::max(0LL, static_cast<long long>(leader_commit) - static_cast<long long>(applied)) : -1;
+        std::printf("%-5llu %-10s %-7llu %-6llu %-10llu %-10llu %-8s %llu\n",
+                    static_cast<unsigned long long>(n.value("id", uint64_t{0})), n.value("state", "?").c_str(),
+                    static_cast<unsigned long long>(n.value("leader", uint64_t{0})),
+                    static_cast<unsigned long long>(n.value("term", uint64_t{0})),
+                    static_cast<unsigned long long>(n.value("commit_index", uint64_t{0})),
+                    static_cast<unsigned long long>(applied), lag < 0 ? "?" : std::to_string(lag).c_str(),
+                    static_cast<unsigned long long>(n.value("messages", uint64_t{0})));
+      }
+      std::cout << "configuration:";
+      const nlohmann::json* view = &nodes.front();
+      for (const auto& n : nodes) {
+        if (n.value("id", uint64_t{0}) == leader) view = &n;
+      }
+      for (const auto& server : view->value("configuration", nlohmann::json::array())) {
+        std::cout << " " << server.value("id", 0) << "=" << server.value("address", "") << "("
+                  << server.value("role", "") << ")";
+      }
+      std::cout << "\n";
+      return leader ? kExitOk : kExitServiceError;
+    }
+    if (leader == 0) {
+      std::cerr << "mailbox: no leader among the nodes that answered\n";
+      return kExitServiceError;
+    }
+    std::string op;
+    if (cluster_add->parsed()) op = "add?id=" + std::to_string(member_id) + ";address=" + member_address;
+    else if (cluster_remove->parsed()) op = "remove?id=" + std::to_string(member_id);
+    else op = member_id ? "transfer?id=" + std::to_string(member_id) : "transfer";
+    mailbox::zenoh::GetOptions one;
+    one.timeout_ms = std::max<uint64_t>(timeout_ms, 60000);  // promotion waits for catch-up
+    auto result = client->query(prefix + "/@cluster/node/" + std::to_string(leader) + "/" + op, one);
+    if (result.empty()) {
+      std::cerr << "mailbox: no reply from the leader\n";
+      return kExitNoReply;
+    }
+    return result[0].ok ? kExitOk : report_error(result[0]);
+  }
 
   if (!mailbox::is_valid_mailbox_name(box)) {
     std::cerr << "mailbox: bad mailbox name '" << box

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,8 @@ int main(int argc, char** argv) {
   unsigned snapshot_trailing = 64;
   uint64_t snapshot_max_log_bytes = 256ULL << 20;
   std::string log_level = "info";
+  std::vector<std::string> peers;
+  bool join = false;
   app.add_option("--listen", listen, "Zenoh endpoints the embedded router listens on")->capture_default_str();
   app.add_option("--connect", connect, "Zenoh endpoints of other routers to connect to");
   app.add_option("--prefix", prefix, "key prefix of the service")->capture_default_str();
@@ -71,6 +74,11 @@ int main(int argc, char** argv) {
   app.add_option("--snapshot-trailing", snapshot_trailing, "log entries kept after a snapshot")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
+  app.add_option("--peer", peers,
+                 "a voter of the initial cluster as ID=HOST:PORT (its Raft address), this node included; "
+                 "repeat for each. None: a cluster of one");
+  app.add_flag("--join", join, "start with an empty data directory without bootstrapping: wait to be added");
+  app.set_config("--config", "", "read these flags from a TOML/INI file (key = value, peer = [\"1=...\"])");
   CLI11_PARSE(app, argc, argv);
 
   LogLevel level;
@@ -81,6 +89,7 @@ int main(int argc, char** argv) {
   set_log_level(level);
   ServiceOptions service_options;
   service_options.prefix = prefix;
+  service_options.node_id = node_id;
   service_options.max_payload_bytes = max_payload_bytes;
   if (prefix.empty() || prefix.back() == '/' || prefix.find('*') != std::string::npos) {
     std::fprintf(stderr, "mailboxd: bad --prefix %s\n", prefix.c_str());
@@ -127,7 +136,36 @@ int main(int argc, char** argv) {
   raft_options.node_id = node_id;
   raft_options.raft_address = raft_address;
   raft_options.data_dir = data_dir;
-  raft_options.initial_voters = {RaftPeer{node_id, raft_address}};
+  if (peers.empty()) {
+    raft_options.initial_voters = {RaftPeer{node_id, raft_address}};
+  } else {
+    bool self_listed = false;
+    for (const auto& p : peers) {
+      const size_t eq = p.find('=');
+      char* end = nullptr;
+      const uint64_t id = eq == std::string::npos ? 0 : std::strtoull(p.c_str(), &end, 10);
+      if (id == 0 || end != p.c_str() + eq || eq + 1 >= p.size()) {
+        std::fprintf(stderr, "mailboxd: bad --peer %s: use ID=HOST:PORT\n", p.c_str());
+        return kExitUsage;
+      }
+      const std::string address = p.substr(eq + 1);
+      if (id == node_id) {
+        self_listed = true;
+        if (address != raft_address) {
+          std::fprintf(stderr, "mailboxd: --peer %s disagrees with --raft-address %s\n", p.c_str(),
+                       raft_address.c_str());
+          return kExitUsage;
+        }
+      }
+      raft_options.initial_voters.push_back(RaftPeer{id, address});
+    }
+    if (!self_listed) {
+      std::fprintf(stderr, "mailboxd: --peer must list this node (%llu) too\n",
+                   static_cast<unsigned long long>(node_id));
+      return kExitUsage;
+    }
+  }
+  if (join) raft_options.initial_voters.clear();
   raft_options.state_config = state_config;
   raft_options.snapshot_threshold_entries = snapshot_threshold;
   raft_options.snapshot_trailing_entries = snapshot_trailing;

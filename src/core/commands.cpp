@@ -16,6 +16,7 @@ struct Encoder {
     w.bytes(c.payload);
     w.i64(c.ttl_ms);
     w.bytes(c.rid);
+    w.u64(c.publication_id);
   }
   void operator()(const ConsumeCommand& c) {
     w.u8(static_cast<uint8_t>(CommandTag::kConsume));
@@ -52,6 +53,7 @@ bool decode_command(ByteReader& r, Command* command) {
       c.payload = std::string(r.bytes());
       c.ttl_ms = r.i64();
       c.rid = std::string(r.bytes());
+      c.publication_id = r.u64();
       *command = std::move(c);
       return r.ok();
     }
@@ -96,6 +98,7 @@ void encode_config(ByteWriter& w, const StateConfig& c) {
   w.u64(c.max_messages_per_mailbox);
   w.u64(c.max_bytes_per_mailbox);
   w.u64(c.max_total_bytes);
+  w.u64(c.max_total_messages);
   w.i64(c.dedup_window_ms);
   w.u64(c.max_dedup_entries);
   w.u32(c.max_deliveries);
@@ -106,6 +109,7 @@ StateConfig decode_config(ByteReader& r) {
   c.max_messages_per_mailbox = r.u64();
   c.max_bytes_per_mailbox = r.u64();
   c.max_total_bytes = r.u64();
+  c.max_total_messages = r.u64();
   c.dedup_window_ms = r.i64();
   c.max_dedup_entries = r.u64();
   c.max_deliveries = r.u32();

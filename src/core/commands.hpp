@@ -33,6 +33,10 @@ struct PutCommand {
   std::string payload;
   int64_t ttl_ms = 0;  // > 0
   std::string rid;     // empty: no idempotency key
+  // For a fire-and-forget publication: a hash of its Zenoh timestamp (the
+  // same on every node that received it), so that two nodes that both
+  // believed they led cannot store it twice. 0: none.
+  uint64_t publication_id = 0;
 };
 
 // Take up to `max_count` of the oldest visible messages: remove them, or with
@@ -69,6 +73,7 @@ struct StateConfig {
   uint64_t max_messages_per_mailbox = limits::kDefaultMaxMessagesPerMailbox;
   uint64_t max_bytes_per_mailbox = limits::kDefaultMaxBytesPerMailbox;
   uint64_t max_total_bytes = limits::kDefaultMaxTotalBytes;
+  uint64_t max_total_messages = limits::kDefaultMaxTotalMessages;
   int64_t dedup_window_ms = limits::kDefaultDedupWindowMs;
   uint64_t max_dedup_entries = limits::kDefaultMaxDedupEntries;
   uint32_t max_deliveries = limits::kDefaultMaxDeliveries;

@@ -30,6 +30,7 @@ inline constexpr int64_t kMaxTtlMs = 366LL * 24 * 60 * 60 * 1000;
 inline constexpr uint64_t kDefaultMaxMessagesPerMailbox = 1'000'000;
 inline constexpr uint64_t kDefaultMaxBytesPerMailbox = 1ULL << 30;    // 1 GiB
 inline constexpr uint64_t kDefaultMaxTotalBytes = 4ULL << 30;         // 4 GiB
+inline constexpr uint64_t kDefaultMaxTotalMessages = 10'000'000;
 
 // Idempotency: how long and how many rid records are kept (SPEC: 5 minutes).
 inline constexpr int64_t kDefaultDedupWindowMs = 5LL * 60 * 1000;
@@ -43,6 +44,9 @@ inline constexpr size_t kDeadLetterSuffixBytes = 4;
 // Long-poll: the longest wait= by default, and how many queries may wait at once.
 inline constexpr int64_t kDefaultMaxWaitMs = 5LL * 60 * 1000;
 inline constexpr size_t kMaxParkedWaiters = 10'000;
+// Fire-and-forget publications remembered (by id) to store each at most once.
+inline constexpr int64_t kPublicationDedupWindowMs = 30'000;
+inline constexpr size_t kMaxPublicationDedupEntries = 1'000'000;
 // Distinct encodings interned by the state (more are stored per message).
 inline constexpr size_t kMaxInternedEncodings = 1024;
 // Longest idempotency key.

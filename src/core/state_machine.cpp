@@ -44,9 +44,15 @@ std::string dead_letter_mailbox(std::string_view mailbox) {
 
 // ------------------------------------------------------------------ apply
 
+bool StateMachine::is_dead_letter_mailbox(std::string_view name) {
+  const std::string_view suffix(limits::kDeadLetterSuffix, limits::kDeadLetterSuffixBytes);
+  return name.size() > suffix.size() && name.substr(name.size() - suffix.size()) == suffix;
+}
+
 std::vector<CommandResult> StateMachine::apply(const Entry& entry) {
   // Time never goes backwards, even if a new leader's clock is behind.
   clock_ms_ = std::max(clock_ms_, entry.leader_time_ms);
+  woken_.clear();
   forget_old_dedup();
   std::vector<CommandResult> results;
   results.reserve(entry.commands.size());
@@ -95,6 +101,11 @@ CommandResult StateMachine::with_dedup(char op, const C& command, F&& apply_fn) 
 }
 
 void StateMachine::forget_old_dedup() {
+  while (!publications_order_.empty() &&
+         publications_order_.front().first + limits::kPublicationDedupWindowMs <= clock_ms_) {
+    publications_seen_.erase(publications_order_.front().second);
+    publications_order_.pop_front();
+  }
   while (!dedup_order_.empty() &&
          (dedup_order_.front().first + config_.dedup_window_ms <= clock_ms_ ||
           dedup_.size() > config_.max_dedup_entries)) {
@@ -150,6 +161,10 @@ StoredMessage& StateMachine::append(const std::string& name, StoredMessage messa
 
 CommandResult StateMachine::apply_put(const PutCommand& put) {
   CommandResult result;
+  if (put.publication_id != 0 && publications_seen_.count(put.publication_id)) {
+    result.deduplicated = true;  // the same publication, proposed by another node
+    return result;
+  }
   const uint64_t size = put.payload.size();
   auto it = mailboxes_.find(put.mailbox);
   const uint64_t box_messages = it == mailboxes_.end() ? 0 : it->second.messages.size();
@@ -160,6 +175,8 @@ CommandResult StateMachine::apply_put(const PutCommand& put) {
     result.status = Status::error(ErrorCode::kQuotaExceeded, "mailbox holds its maximum number of bytes");
   } else if (total_bytes_ + size > config_.max_total_bytes) {
     result.status = Status::error(ErrorCode::kQuotaExceeded, "the service holds its maximum number of bytes");
+  } else if (total_messages_ + 1 > config_.max_total_messages) {
+    result.status = Status::error(ErrorCode::kQuotaExceeded, "the service holds its maximum number of messages");
   }
   if (!result.status.is_ok()) return result;
   StoredMessage m = make_message(std::make_shared<const MessageBody>(MessageBody{put.encoding, put.payload}));
@@ -167,6 +184,15 @@ CommandResult StateMachine::apply_put(const PutCommand& put) {
   m.enqueued_at_ms = clock_ms_;
   m.expires_at_ms = clock_ms_ + put.ttl_ms;
   result.put_id = append(put.mailbox, std::move(m)).id;
+  woken_.push_back(put.mailbox);
+  if (put.publication_id != 0) {
+    if (publications_order_.size() >= limits::kMaxPublicationDedupEntries) {
+      publications_seen_.erase(publications_order_.front().second);
+      publications_order_.pop_front();
+    }
+    publications_order_.emplace_back(clock_ms_, put.publication_id);
+    publications_seen_.insert(put.publication_id);
+  }
   return result;
 }
 
@@ -186,7 +212,8 @@ CommandResult StateMachine::apply_consume(const ConsumeCommand& consume) {
         ++i;
         continue;
       }
-      if (m.lease_expires_at_ms != 0 && m.deliveries >= config_.max_deliveries) {
+      if (m.lease_expires_at_ms != 0 && m.deliveries >= config_.max_deliveries &&
+          !is_dead_letter_mailbox(consume.mailbox)) {
         ++i;  // its lease ended at the delivery limit: the next sweep moves it
         continue;
       }
@@ -238,22 +265,37 @@ CommandResult StateMachine::apply_nack(const NackCommand& nack) {
     Mailbox& box = it->second;
     auto pos = find_message(box, nack.id);
     if (pos != box.messages.end() && pos->lease_expires_at_ms > clock_ms_) {
-      if (pos->deliveries >= config_.max_deliveries) {
-        StoredMessage dead = *pos;
-        erase_at(box, static_cast<size_t>(pos - box.messages.begin()));
-        erase_if_empty(it);
-        dead.id = next_id_++;
-        dead.lease_expires_at_ms = 0;
-        append(dead_letter_mailbox(nack.mailbox), std::move(dead));
-      } else {
-        pos->lease_expires_at_ms = 0;
+      std::vector<StoredMessage> dead;
+      lease_ended(nack.mailbox, box, static_cast<size_t>(pos - box.messages.begin()), &dead);
+      for (auto& m : dead) {
+        m.id = next_id_++;
+        append(dead_letter_mailbox(nack.mailbox), std::move(m));
       }
+      erase_if_empty(it);
       return result;
     }
   }
   result.status = Status::error(ErrorCode::kNotFound, "no active lease on message " + std::to_string(nack.id) +
                                                           " in this mailbox (unknown, settled, or lease expired)");
   return result;
+}
+
+// The lease of box.messages[index] is over (it ended, or was nacked): the
+// message becomes visible again, or moves to `dead` past the delivery limit
+// (never from a dead-letter mailbox), or goes if it has expired meanwhile.
+void StateMachine::lease_ended(const std::string& mailbox, Mailbox& box, size_t index,
+                               std::vector<StoredMessage>* dead) {
+  StoredMessage& m = box.messages[index];
+  m.lease_expires_at_ms = 0;
+  if (m.expires_at_ms <= clock_ms_) {
+    erase_at(box, index);
+  } else if (m.deliveries >= config_.max_deliveries && !is_dead_letter_mailbox(mailbox)) {
+    dead->push_back(m);
+    erase_at(box, index);
+    woken_.push_back(dead_letter_mailbox(mailbox));
+  } else {
+    woken_.push_back(mailbox);
+  }
 }
 
 void StateMachine::apply_sweep() {
@@ -279,27 +321,25 @@ void StateMachine::apply_sweep() {
 }
 
 void StateMachine::sweep_mailbox(const std::string& name, Mailbox& box, std::vector<StoredMessage>* dead) {
-  (void)name;
   int64_t next_expiry = INT64_MAX;
   int64_t next_lease_end = INT64_MAX;
   size_t i = 0;
   while (i < box.messages.size()) {
     StoredMessage& m = box.messages[i];
-    const bool lease_active = m.lease_expires_at_ms > clock_ms_;
-    if (m.lease_expires_at_ms != 0 && !lease_active) {
-      m.lease_expires_at_ms = 0;  // the lease ended: visible again ...
-      if (m.deliveries >= config_.max_deliveries && m.expires_at_ms > clock_ms_) {
-        dead->push_back(m);  // ... unless it reached the delivery limit
-        erase_at(box, i);
-        continue;
-      }
+    if (m.lease_expires_at_ms != 0 && m.lease_expires_at_ms <= clock_ms_) {
+      const size_t before = box.messages.size();
+      lease_ended(name, box, i, dead);
+      if (box.messages.size() < before) continue;  // dropped or dead-lettered
     }
-    if (m.expires_at_ms <= clock_ms_ && !lease_active) {
+    if (m.lease_expires_at_ms > clock_ms_) {
+      // Under an active lease: only its end matters (expiry waits for it).
+      next_lease_end = std::min(next_lease_end, m.lease_expires_at_ms);
+    } else if (m.expires_at_ms <= clock_ms_) {
       erase_at(box, i);
       continue;
+    } else {
+      next_expiry = std::min(next_expiry, m.expires_at_ms);
     }
-    next_expiry = std::min(next_expiry, m.expires_at_ms);
-    if (lease_active) next_lease_end = std::min(next_lease_end, m.lease_expires_at_ms);
     ++i;
   }
   box.next_expiry_bound_ms = next_expiry;
@@ -334,7 +374,9 @@ Status StateMachine::peek(std::string_view mailbox, uint32_t max_count, int64_t 
     for (const auto& m : it->second.messages) {
       if (out->size() >= max_count) break;
       if (!visible(m, now_ms)) continue;
-      if (m.lease_expires_at_ms != 0 && m.deliveries >= config_.max_deliveries) continue;
+      if (m.lease_expires_at_ms != 0 && m.deliveries >= config_.max_deliveries && !is_dead_letter_mailbox(mailbox)) {
+        continue;
+      }
       out->push_back(DeliveredMessage{std::string(mailbox), m.id, m.enqueued_at_ms, m.deliveries, 0, m.body});
     }
   }
@@ -346,7 +388,10 @@ bool StateMachine::has_visible(std::string_view mailbox, int64_t now_ms) const {
   auto it = mailboxes_.find(mailbox);
   if (it == mailboxes_.end()) return false;
   for (const auto& m : it->second.messages) {
-    if (visible(m, now_ms) && !(m.lease_expires_at_ms != 0 && m.deliveries >= config_.max_deliveries)) return true;
+    if (visible(m, now_ms) &&
+        !(m.lease_expires_at_ms != 0 && m.deliveries >= config_.max_deliveries && !is_dead_letter_mailbox(mailbox))) {
+      return true;
+    }
   }
   return false;
 }
@@ -371,7 +416,6 @@ int64_t StateMachine::next_sweep_due_ms() const {
   for (const auto& [name, box] : mailboxes_) {
     due = std::min({due, box.next_expiry_bound_ms, box.next_lease_end_bound_ms});
   }
-  if (!dedup_order_.empty()) due = std::min(due, dedup_order_.front().first + config_.dedup_window_ms);
   return due;
 }
 
@@ -439,6 +483,11 @@ StateMachine::SnapshotParts StateMachine::pin_snapshot() {
       w.i64(m.lease_expires_at_ms);
       write_body(kEncodingNotInterned, m.body->payload.data(), m.body->payload.size(), *m.body);
     }
+  }
+  w.varint(publications_order_.size());
+  for (const auto& [time, id] : publications_order_) {
+    w.i64(time);
+    w.u64(id);
   }
   parts.head = w.take();
   const uint64_t head_size = parts.head.size();
@@ -537,7 +586,15 @@ bool StateMachine::restore(std::string_view bytes) {
       record.result.messages.push_back(std::move(m));
     }
     fresh.dedup_order_.emplace_back(record.recorded_at_ms, key);
-    fresh.dedup_.emplace(std::move(key), std::move(record));
+    if (!fresh.dedup_.emplace(std::move(key), std::move(record)).second) return false;
+  }
+  const uint64_t publication_count = r.varint();
+  if (!r.ok() || publication_count > r.remaining()) return false;
+  for (uint64_t i = 0; i < publication_count; ++i) {
+    const int64_t time = r.i64();
+    const uint64_t id = r.u64();
+    fresh.publications_order_.emplace_back(time, id);
+    if (!fresh.publications_seen_.insert(id).second) return false;
   }
   if (!r.ok() || !r.at_end() || !payloads.empty()) return false;
   // Bounds are recomputed exactly.
@@ -545,9 +602,10 @@ bool StateMachine::restore(std::string_view bytes) {
     box.next_expiry_bound_ms = INT64_MAX;
     box.next_lease_end_bound_ms = INT64_MAX;
     for (const auto& m : box.messages) {
-      box.next_expiry_bound_ms = std::min(box.next_expiry_bound_ms, m.expires_at_ms);
       if (m.lease_expires_at_ms != 0) {
         box.next_lease_end_bound_ms = std::min(box.next_lease_end_bound_ms, m.lease_expires_at_ms);
+      } else {
+        box.next_expiry_bound_ms = std::min(box.next_expiry_bound_ms, m.expires_at_ms);
       }
     }
   }
@@ -573,6 +631,7 @@ uint64_t StateMachine::digest() const {
   f.add(config_.max_messages_per_mailbox);
   f.add(config_.max_bytes_per_mailbox);
   f.add(config_.max_total_bytes);
+  f.add(config_.max_total_messages);
   f.add(config_.dedup_window_ms);
   f.add(config_.max_dedup_entries);
   f.add(static_cast<uint64_t>(config_.max_deliveries));
@@ -593,8 +652,20 @@ uint64_t StateMachine::digest() const {
     f.add(time);
     f.add(key);
     const DedupRecord& record = dedup_.at(key);
+    f.add(static_cast<uint64_t>(record.result.status.code));
     f.add(record.result.put_id);
-    for (const auto& m : record.result.messages) f.add(m.id);
+    for (const auto& m : record.result.messages) {
+      f.add(m.mailbox);
+      f.add(m.id);
+      f.add(static_cast<uint64_t>(m.deliveries));
+      f.add(m.lease_expires_at_ms);
+      f.add(m.body->encoding);
+      f.add(m.body->payload);
+    }
+  }
+  for (const auto& [time, id] : publications_order_) {
+    f.add(time);
+    f.add(id);
   }
   return f.h;
 }

@@ -32,6 +32,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "core/commands.hpp"
@@ -76,7 +77,7 @@ struct CommandResult {
   Status status;                           // kOk, kEmpty, kQuotaExceeded, kNotFound, ...
   uint64_t put_id = 0;                     // for a successful put
   std::vector<DeliveredMessage> messages;  // for a successful consume
-  bool deduplicated = false;               // a repeat answered from the rid record
+  bool deduplicated = false;               // a repeat answered from the rid record (or a repeated publication)
 };
 
 struct MailboxStats {
@@ -103,9 +104,15 @@ class StateMachine {
   // True when `mailbox` has a message a consume at `now_ms` would take.
   bool has_visible(std::string_view mailbox, int64_t now_ms) const;
 
-  // The earliest time a sweep has work to do (an expiry, a lease end, a dedup
-  // record to forget); INT64_MAX when none. May be early, never late.
+  // The earliest time a sweep has work to do (an expiry or a lease end);
+  // INT64_MAX when none. May be early, never late. (Old rid and publication
+  // records are forgotten by every entry; they need no sweep.)
   int64_t next_sweep_due_ms() const;
+
+  // Mailboxes that gained visible messages in the last `apply` (puts, nacks,
+  // ended leases, dead letters), for waking long-poll waiters. Cleared by the
+  // next `apply`. Not part of the state.
+  const std::vector<std::string>& woken() const { return woken_; }
 
   const StateConfig& config() const { return config_; }
   // The time of the last applied entry (monotonic).
@@ -172,6 +179,9 @@ class StateMachine {
   void erase_at(Mailbox& box, size_t index);
   void erase_if_empty(std::map<std::string, Mailbox, std::less<>>::iterator it);
   std::deque<StoredMessage>::iterator find_message(Mailbox& box, uint64_t id);
+  static bool is_dead_letter_mailbox(std::string_view name);
+  // Where a message goes when its lease ends or it is nacked.
+  void lease_ended(const std::string& mailbox, Mailbox& box, size_t index, std::vector<StoredMessage>* dead);
   static bool visible(const StoredMessage& m, int64_t now_ms) {
     return m.expires_at_ms > now_ms && (m.lease_expires_at_ms == 0 || m.lease_expires_at_ms <= now_ms);
   }
@@ -181,6 +191,9 @@ class StateMachine {
   std::map<std::string, Mailbox, std::less<>> mailboxes_;
   std::map<std::string, DedupRecord, std::less<>> dedup_;
   std::deque<std::pair<int64_t, std::string>> dedup_order_;  // (recorded_at, key), oldest first
+  // Publications stored recently: (stored_at, publication id), oldest first.
+  std::deque<std::pair<int64_t, uint64_t>> publications_order_;
+  std::unordered_set<uint64_t> publications_seen_;
   uint64_t next_id_ = 1;
   int64_t clock_ms_ = 0;
   uint64_t total_messages_ = 0;
@@ -189,6 +202,7 @@ class StateMachine {
   // limits::kMaxInternedEncodings a message keeps kEncodingNotInterned.
   std::vector<std::string> encodings_;
   std::map<std::string, uint32_t, std::less<>> encoding_ids_;
+  std::vector<std::string> woken_;
   // While a snapshot is pinned: bodies the state let go of.
   bool pinned_ = false;
   std::vector<std::shared_ptr<const MessageBody>> graveyard_;

@@ -64,6 +64,18 @@ struct RaftNode::Impl {
     std::vector<CommandResult> results;
     bool applied = false;
   };
+  struct PendingMembership {
+    MembershipRequest request;
+    StatusCallback done;
+  };
+  // One membership change in flight with libraft.
+  struct Change {
+    struct raft_change request{};
+    struct raft_transfer transfer{};
+    Impl* impl = nullptr;
+    PendingMembership pending;
+    bool promoting = false;  // add: the second step, spare -> voter
+  };
   // One barrier shared by every read queued when it was issued.
   struct ReadBatch {
     struct raft_barrier request{};
@@ -100,7 +112,6 @@ struct RaftNode::Impl {
   std::unordered_map<std::string, std::vector<PendingRead>> read_waiters;
   size_t waiter_count = 0;
   std::vector<std::string> woken;  // mailboxes that gained messages in applied entries
-  bool wake_all = false;
   bool sweep_in_flight = false;
   bool configure_in_flight = false;
   int64_t last_sweep_check_ms = 0;
@@ -114,6 +125,7 @@ struct RaftNode::Impl {
   std::mutex mutex;
   std::vector<PendingCommand> inbox_commands;
   std::vector<PendingRead> inbox_reads;
+  std::vector<PendingMembership> inbox_membership;
   bool accepting = false;
   bool stop_requested = false;
 
@@ -128,6 +140,10 @@ struct RaftNode::Impl {
   std::atomic<uint64_t> snapshots_taken_shared{0};
   std::atomic<int64_t> longest_snapshot_stall_us_shared{0};
   std::atomic<uint64_t> messages{0};
+  mutable std::mutex status_mutex;  // guards the two fields below
+  std::vector<RaftServerInfo> configuration_view;
+  std::string state_name;
+  std::atomic<size_t> voters{0};
 
   // --- setup, on the loop thread before the loop runs ---
   Status open_raft();
@@ -140,6 +156,10 @@ struct RaftNode::Impl {
   void propose(std::vector<PendingCommand>& batch);
   void propose_internal(Command command, bool* in_flight);
   void account_log_bytes(size_t entry_bytes);
+  void change_membership(PendingMembership&& pending);
+  void fail_waiters(Status status);
+  static void on_changed(struct raft_change* request, int status);
+  static void on_transferred(struct raft_transfer* request);
   void maintain();
   bool park(PendingCommand&& command);
   bool park(PendingRead&& read);
@@ -172,26 +192,10 @@ int RaftNode::Impl::fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** resu
   MAILBOX_ASSERT(decoded, "committed log entry does not decode");
   std::vector<CommandResult> results = self->state.apply(entry);
   self->account_log_bytes(buf->len);
-  bool any_woken = false;
-  for (size_t i = 0; i < entry.commands.size(); ++i) {
-    if (!results[i].status.is_ok()) continue;
-    if (const auto* put = std::get_if<PutCommand>(&entry.commands[i])) {
-      self->woken.push_back(put->mailbox);
-      any_woken = true;
-    } else if (const auto* nack = std::get_if<NackCommand>(&entry.commands[i])) {
-      self->woken.push_back(nack->mailbox);
-      self->woken.push_back(dead_letter_mailbox(nack->mailbox));
-      any_woken = true;
-    } else if (std::holds_alternative<SweepCommand>(entry.commands[i])) {
-      self->wake_all = true;
-      any_woken = true;
-    }
-  }
-  // Waiters are retried from the loop, outside libraft's callback.
-  if (any_woken && self->waiter_count > 0 && !self->closing) uv_async_send(&self->wakeup);
-  if (self->waiter_count == 0) {
-    self->woken.clear();
-    self->wake_all = false;
+  if (self->waiter_count > 0 && !self->state.woken().empty()) {
+    for (const auto& name : self->state.woken()) self->woken.push_back(name);
+    // Waiters are retried from the loop, outside libraft's callback.
+    if (!self->closing) uv_async_send(&self->wakeup);
   }
   auto it = self->proposals.find(entry.proposer_token);
   if (it != self->proposals.end()) {
@@ -319,7 +323,7 @@ Status RaftNode::Impl::open_raft() {
   raft_set_snapshot_threshold(&raft_instance, options.snapshot_threshold_entries);
   raft_set_snapshot_trailing(&raft_instance, options.snapshot_trailing_entries);
 
-  if (pristine) {
+  if (pristine && !options.initial_voters.empty()) {
     raft_configuration configuration;
     raft_configuration_init(&configuration);
     for (const auto& peer : options.initial_voters) {
@@ -362,7 +366,33 @@ void RaftNode::Impl::refresh_status() {
   const char* address = nullptr;
   raft_leader(&raft_instance, &id, &address);
   leader_id.store(id);
-  is_leader.store(raft_state(&raft_instance) == RAFT_LEADER);
+  const int raft_role = raft_state(&raft_instance);
+  if (raft_role == RAFT_UNAVAILABLE && !closing) {
+    // A Raft instance that can no longer work must not linger as a zombie.
+    log_error("the Raft instance became unavailable (%s); exiting so a supervisor restarts this node",
+              raft_errmsg(&raft_instance));
+    std::abort();
+  }
+  const bool leader_now = raft_role == RAFT_LEADER;
+  if (is_leader.load() && !leader_now) {
+    // Leadership lost: waiters must go and find the new leader.
+    fail_waiters(Status::error(ErrorCode::kUnavailable, "this node is no longer the leader; retry"));
+  }
+  is_leader.store(leader_now);
+  {
+    std::vector<RaftServerInfo> servers;
+    size_t voter_count = 0;
+    for (unsigned i = 0; i < raft_instance.configuration.n; ++i) {
+      const raft_server& server = raft_instance.configuration.servers[i];
+      const char* role = server.role == RAFT_VOTER ? "voter" : server.role == RAFT_STANDBY ? "standby" : "spare";
+      voter_count += server.role == RAFT_VOTER ? 1 : 0;
+      servers.push_back(RaftServerInfo{server.id, server.address, role});
+    }
+    voters.store(voter_count);
+    std::lock_guard<std::mutex> lock(status_mutex);
+    configuration_view = std::move(servers);
+    state_name = raft_state_name(raft_role);
+  }
   term.store(raft_current_term(&raft_instance));
   commit_index.store(raft_commit_index(&raft_instance));
   applied_index.store(raft_last_applied(&raft_instance));
@@ -421,7 +451,6 @@ bool RaftNode::Impl::park(PendingRead&& read) {
 void RaftNode::Impl::wake_waiters() {
   if (waiter_count == 0) {
     woken.clear();
-    wake_all = false;
     return;
   }
   auto requeue_commands = [this](std::vector<PendingCommand>& list) {
@@ -432,25 +461,37 @@ void RaftNode::Impl::wake_waiters() {
     for (auto& r : list) parked_reads.push_back(std::move(r));
     waiter_count -= list.size();
   };
-  if (wake_all) {
-    for (auto& [name, list] : command_waiters) requeue_commands(list);
-    for (auto& [name, list] : read_waiters) requeue_reads(list);
-    command_waiters.clear();
-    read_waiters.clear();
-  } else {
-    for (const auto& name : woken) {
-      if (auto it = command_waiters.find(name); it != command_waiters.end()) {
-        requeue_commands(it->second);
-        command_waiters.erase(it);
-      }
-      if (auto it = read_waiters.find(name); it != read_waiters.end()) {
-        requeue_reads(it->second);
-        read_waiters.erase(it);
-      }
+  for (const auto& name : woken) {
+    if (auto it = command_waiters.find(name); it != command_waiters.end()) {
+      requeue_commands(it->second);
+      command_waiters.erase(it);
+    }
+    if (auto it = read_waiters.find(name); it != read_waiters.end()) {
+      requeue_reads(it->second);
+      read_waiters.erase(it);
     }
   }
   woken.clear();
-  wake_all = false;
+}
+
+void RaftNode::Impl::fail_waiters(Status status) {
+  for (auto& [name, list] : command_waiters) {
+    for (auto& c : list) {
+      CommandResult r;
+      r.status = status;
+      c.done(std::move(r));
+    }
+  }
+  for (auto& [name, list] : read_waiters) {
+    for (auto& rd : list) {
+      ReadResult r;
+      r.status = status;
+      rd.done(std::move(r));
+    }
+  }
+  command_waiters.clear();
+  read_waiters.clear();
+  waiter_count = 0;
 }
 
 // Completes waiters whose wait has ended (all of them when `all`) with `empty`.
@@ -496,12 +537,21 @@ void RaftNode::Impl::expire_waiters(bool all) {
 void RaftNode::Impl::on_wakeup() {
   std::vector<PendingCommand> commands;
   std::vector<PendingRead> reads;
+  std::vector<PendingMembership> changes;
   bool stop = false;
   {
     std::lock_guard<std::mutex> lock(mutex);
     commands.swap(inbox_commands);
     reads.swap(inbox_reads);
+    changes.swap(inbox_membership);
     stop = stop_requested;
+  }
+  for (auto& c : changes) {
+    if (stop) {
+      c.done(Status::error(ErrorCode::kUnavailable, "the server is shutting down"));
+    } else {
+      change_membership(std::move(c));
+    }
   }
   for (auto& c : commands) parked_commands.push_back(std::move(c));
   for (auto& r : reads) parked_reads.push_back(std::move(r));
@@ -538,10 +588,15 @@ void RaftNode::Impl::drive() {
     if (!barrier_in_flight && !waiting_reads.empty()) issue_barrier();
     return;
   }
-  // Not the leader. Until the cluster issue adds forwarding, only the leader
-  // serves; wait a bounded time for this node to become it.
+  // Not the leader. Another known leader serves through its own queryable:
+  // refuse at once. With no leader known, wait a bounded time for this node
+  // to become it (a cluster of one at start-up, or a re-election).
+  raft_id known_leader = 0;
+  const char* known_address = nullptr;
+  raft_leader(&raft_instance, &known_leader, &known_address);
   const int64_t now = steady_ms();
-  const int64_t deadline_age = options.leader_wait_ms;
+  const int64_t deadline_age =
+      known_leader != 0 && known_leader != options.node_id ? 0 : static_cast<int64_t>(options.leader_wait_ms);
   while (!parked_commands.empty() && now - parked_commands.front().arrived_ms >= deadline_age) {
     CommandResult r;
     r.status = Status::error(ErrorCode::kUnavailable, "no leader: the cluster is electing one or has lost its quorum");
@@ -583,11 +638,14 @@ void RaftNode::Impl::propose(std::vector<PendingCommand>& batch) {
   const int rv = raft_apply(&raft_instance, &proposal->request, &buffer, 1, &Impl::on_applied);
   if (rv != 0) {
     // libraft frees the buffer itself on failures after its log took it; it
-    // leaves it to us only when it refused up front (not the leader).
-    if (rv == RAFT_NOTLEADER) raft_free(buffer.base);
+    // leaves it to us only when it refused up front (not the leader). After
+    // the append, the entry may still be replicated: the outcome is unknown.
+    const bool refused_up_front = rv == RAFT_NOTLEADER;
+    if (refused_up_front) raft_free(buffer.base);
     log_warn("raft_apply failed: %s (%s)", raft_strerror(rv), raft_errmsg(&raft_instance));
-    const ErrorCode code = ErrorCode::kUnavailable;
-    const std::string message = std::string("cannot propose: ") + raft_strerror(rv);
+    const ErrorCode code = refused_up_front ? ErrorCode::kUnavailable : ErrorCode::kUnknownOutcome;
+    const std::string message = std::string("cannot propose: ") + raft_strerror(rv) +
+                                (refused_up_front ? "" : "; retry with the same rid");
     for (auto& done : proposal->callbacks) {
       CommandResult r;
       r.status = Status::error(code, message);
@@ -608,15 +666,22 @@ void RaftNode::Impl::on_applied(struct raft_apply* request, int status, void*) {
     MAILBOX_ASSERT(owned->applied, "an applied proposal has results");
     // A long-polling consume that found nothing waits for a message.
     const int64_t now = steady_ms();
+    bool requeued = false;
     for (auto& [index, retry] : owned->retries) {
       if (owned->results[index].status.code != ErrorCode::kEmpty || retry.wait_deadline_ms <= now) continue;
       retry.done = std::move(owned->callbacks[index]);
-      if (!self->park(std::move(retry))) {
-        owned->callbacks[index] = std::move(retry.done);
-        continue;
-      }
       owned->callbacks[index] = nullptr;
+      // A message may have arrived in a later entry applied in the same
+      // step, whose wake-up came before this consume was parked: retry now.
+      const auto& mailbox = std::get<ConsumeCommand>(retry.command).mailbox;
+      if (self->state.has_visible(mailbox, self->state.clock_ms())) {
+        self->parked_commands.push_back(std::move(retry));
+        requeued = true;
+      } else if (!self->park(std::move(retry))) {
+        owned->callbacks[index] = std::move(retry.done);
+      }
     }
+    if (requeued && !self->closing) uv_async_send(&self->wakeup);
     for (size_t i = 0; i < owned->callbacks.size(); ++i) {
       if (owned->callbacks[i]) owned->callbacks[i](std::move(owned->results[i]));
     }
@@ -729,6 +794,80 @@ void RaftNode::Impl::on_raft_closed(raft* r) {
   self->running.store(false);
 }
 
+// ---------------------------------------------------------------- membership
+
+void RaftNode::Impl::change_membership(PendingMembership&& pending) {
+  if (raft_state(&raft_instance) != RAFT_LEADER) {
+    pending.done(Status::error(ErrorCode::kUnavailable, "membership changes go to the leader"));
+    return;
+  }
+  auto change = std::make_unique<Change>();
+  change->impl = this;
+  change->pending = std::move(pending);
+  const MembershipRequest& req = change->pending.request;
+  int rv = 0;
+  change->request.data = change.get();
+  change->transfer.data = change.get();
+  switch (req.op) {
+    case MembershipRequest::Op::kAdd:
+      rv = raft_add(&raft_instance, &change->request, req.id, req.address.c_str(), &Impl::on_changed);
+      break;
+    case MembershipRequest::Op::kRemove:
+      rv = raft_remove(&raft_instance, &change->request, req.id, &Impl::on_changed);
+      break;
+    case MembershipRequest::Op::kTransfer:
+      rv = raft_transfer(&raft_instance, &change->transfer, req.id, &Impl::on_transferred);
+      break;
+  }
+  if (rv != 0) {
+    const ErrorCode code = rv == RAFT_NOTLEADER ? ErrorCode::kUnavailable : ErrorCode::kInvalidArgument;
+    change->pending.done(Status::error(code, std::string(raft_strerror(rv)) + ": " + raft_errmsg(&raft_instance)));
+    return;
+  }
+  change.release();  // owned by libraft until its callback
+}
+
+void RaftNode::Impl::on_changed(struct raft_change* request, int status) {
+  std::unique_ptr<Change> change(static_cast<Change*>(request->data));
+  Impl* self = change->impl;
+  if (status != 0) {
+    change->pending.done(Status::error(ErrorCode::kUnavailable, std::string("membership change failed: ") +
+                                                                    raft_strerror(status)));
+    return;
+  }
+  const MembershipRequest& req = change->pending.request;
+  if (req.op == MembershipRequest::Op::kAdd && !change->promoting) {
+    // Step two: promote the new spare to voter; libraft first lets it catch
+    // up (by snapshot when it is far behind).
+    change->promoting = true;
+    change->request = {};
+    change->request.data = change.get();
+    const int rv = raft_assign(&self->raft_instance, &change->request, req.id, RAFT_VOTER, &Impl::on_changed);
+    if (rv != 0) {
+      change->pending.done(Status::error(ErrorCode::kUnavailable, std::string("cannot promote to voter: ") +
+                                                                      raft_strerror(rv)));
+      return;
+    }
+    change.release();
+    return;
+  }
+  change->pending.done(Status::ok());
+}
+
+void RaftNode::Impl::on_transferred(struct raft_transfer* request) {
+  std::unique_ptr<Change> change(static_cast<Change*>(request->data));
+  Impl* self = change->impl;
+  raft_id id = 0;
+  const char* address = nullptr;
+  raft_leader(&self->raft_instance, &id, &address);
+  if (id != 0 && id != self->options.node_id &&
+      (change->pending.request.id == 0 || id == change->pending.request.id)) {
+    change->pending.done(Status::ok());
+  } else {
+    change->pending.done(Status::error(ErrorCode::kUnavailable, "leadership did not move in time"));
+  }
+}
+
 // ---------------------------------------------------------------- public
 
 RaftNode::RaftNode(RaftNodeOptions options) : options_(std::move(options)) {}
@@ -800,6 +939,7 @@ void RaftNode::stop() {
     r.status = unavailable();
     rd.done(std::move(r));
   }
+  for (auto& m : impl_->inbox_membership) m.done(unavailable());
   impl_.reset();
 }
 
@@ -817,6 +957,15 @@ bool RaftNode::submit_command(Command command, CommandCallback done, int64_t wai
   return true;
 }
 
+bool RaftNode::submit_membership(MembershipRequest request, StatusCallback done) {
+  if (!impl_) return false;
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  if (!impl_->accepting) return false;
+  impl_->inbox_membership.push_back(Impl::PendingMembership{std::move(request), std::move(done)});
+  uv_async_send(&impl_->wakeup);
+  return true;
+}
+
 bool RaftNode::submit_read(ReadRequest read, ReadCallback done) {
   if (!impl_) return false;
   {
@@ -829,6 +978,10 @@ bool RaftNode::submit_read(ReadRequest read, ReadCallback done) {
   }
   return true;
 }
+
+bool RaftNode::is_leader() const { return impl_ && impl_->is_leader.load(); }
+uint64_t RaftNode::leader_id() const { return impl_ ? impl_->leader_id.load() : 0; }
+size_t RaftNode::voters() const { return impl_ ? impl_->voters.load() : 0; }
 
 RaftNodeStatus RaftNode::status() const {
   RaftNodeStatus s;
@@ -844,6 +997,12 @@ RaftNodeStatus RaftNode::status() const {
   s.snapshots_taken = impl_->snapshots_taken_shared.load();
   s.longest_snapshot_stall_us = impl_->longest_snapshot_stall_us_shared.load();
   s.messages = impl_->messages.load();
+  s.voters = impl_->voters.load();
+  {
+    std::lock_guard<std::mutex> lock(impl_->status_mutex);
+    s.configuration = impl_->configuration_view;
+    s.state = impl_->state_name;
+  }
   return s;
 }
 

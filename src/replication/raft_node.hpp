@@ -55,6 +55,15 @@ struct ReadResult {
 
 using CommandCallback = std::function<void(CommandResult&&)>;
 using ReadCallback = std::function<void(ReadResult&&)>;
+using StatusCallback = std::function<void(Status&&)>;
+
+// A change of membership or leadership, done by the leader.
+struct MembershipRequest {
+  enum class Op : uint8_t { kAdd, kRemove, kTransfer };
+  Op op = Op::kAdd;
+  uint64_t id = 0;      // the server; for transfer 0 picks a voter
+  std::string address;  // for add: its Raft address
+};
 
 struct RaftPeer {
   uint64_t id = 0;
@@ -66,6 +75,7 @@ struct RaftNodeOptions {
   std::string raft_address = "127.0.0.1:7450";
   std::string data_dir;
   // The voters a brand-new cluster bootstraps with (this node included).
+  // Empty: never bootstrap (a node that waits to be added).
   std::vector<RaftPeer> initial_voters;
   unsigned election_timeout_ms = 1000;
   unsigned heartbeat_timeout_ms = 100;
@@ -82,10 +92,19 @@ struct RaftNodeOptions {
   StateConfig state_config;
 };
 
+struct RaftServerInfo {
+  uint64_t id = 0;
+  std::string address;
+  std::string role;  // voter, standby, spare
+};
+
 // A consistent-enough view for status displays; not linearizable.
 struct RaftNodeStatus {
   bool running = false;
   bool is_leader = false;
+  std::string state;  // follower, candidate, leader, unavailable
+  std::vector<RaftServerInfo> configuration;
+  size_t voters = 0;
   uint64_t leader_id = 0;
   uint64_t term = 0;
   uint64_t commit_index = 0;
@@ -118,8 +137,15 @@ class RaftNode {
   // beyond that a request completes at once.
   bool submit_command(Command command, CommandCallback done, int64_t wait_ms = 0);
   bool submit_read(ReadRequest read, ReadCallback done);
+  // Add (as a voter, after it catches up), remove, or transfer leadership.
+  bool submit_membership(MembershipRequest request, StatusCallback done);
 
   RaftNodeStatus status() const;
+  // Cheap views for the hot path (atomics).
+  bool is_leader() const;
+  uint64_t leader_id() const;
+  size_t voters() const;
+  uint64_t node_id() const { return options_.node_id; }
 
   struct Impl;  // loop-thread state, defined in raft_node.cpp
 

@@ -1,11 +1,24 @@
 #include "server/service.hpp"
 
 #include "server/replies.hpp"
+
+#include <algorithm>
+#include <cstdlib>
 #include "util/log.hpp"
 
 namespace mailbox {
 namespace {
 constexpr std::string_view kDefaultEncoding = "zenoh/bytes";
+
+// A non-zero 64-bit id of a publication from its Zenoh timestamp (FNV-1a).
+uint64_t publication_id(std::string_view timestamp) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : timestamp) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h == 0 ? 1 : h;
+}
 }  // namespace
 
 MailboxService::MailboxService(ServiceOptions options, zenoh::Session& session, RaftNode& node)
@@ -16,20 +29,110 @@ MailboxService::~MailboxService() {
   drain_replies();
 }
 
+std::string MailboxService::admin_key() const {
+  return options_.prefix + "/@cluster/node/" + std::to_string(options_.node_id);
+}
+
 Status MailboxService::start() {
   std::string error;
-  queryable_ = session_.declare_queryable(
-      options_.prefix + "/**", /*complete=*/true, [this](zenoh::Query&& q) { on_query(std::move(q)); }, &error);
-  if (!queryable_) return Status::error(ErrorCode::kInternal, "cannot declare queryable: " + error);
-  subscriber_ = session_.declare_subscriber(
-      options_.prefix + "/*", [this](const zenoh::Sample& s) { on_publication(s); }, &error);
-  if (!subscriber_) return Status::error(ErrorCode::kInternal, "cannot declare subscriber: " + error);
+  {
+    std::lock_guard<std::mutex> lock(declarations_mutex_);
+    admin_queryable_ = session_.declare_queryable(
+        admin_key() + "/*", true, [this](zenoh::Query&& q) { on_admin_query(std::move(q)); }, &error);
+    if (!admin_queryable_) return Status::error(ErrorCode::kInternal, "cannot declare queryable: " + error);
+    subscriber_ = session_.declare_subscriber(
+        options_.prefix + "/*", [this](const zenoh::Sample& s) { on_publication(s); }, &error);
+    if (!subscriber_) return Status::error(ErrorCode::kInternal, "cannot declare subscriber: " + error);
+    leader_watch_ = session_.declare_liveliness_subscriber(
+        leader_token_prefix() + "*",
+        [this](std::string_view key, bool alive) {
+          const uint64_t id = std::strtoull(std::string(key.substr(leader_token_prefix().size())).c_str(), nullptr, 10);
+          std::lock_guard<std::mutex> leaders_lock(leaders_mutex_);
+          auto pos = std::find(live_leader_tokens_.begin(), live_leader_tokens_.end(), id);
+          if (alive && pos == live_leader_tokens_.end()) live_leader_tokens_.push_back(id);
+          if (!alive && pos != live_leader_tokens_.end()) live_leader_tokens_.erase(pos);
+        },
+        &error);
+    if (!leader_watch_) return Status::error(ErrorCode::kInternal, "cannot watch leaders: " + error);
+  }
+  update_declarations();
+  {
+    std::lock_guard<std::mutex> lock(declarations_mutex_);
+    if (!queryable_ && !node_.is_leader() && node_.leader_id() == 0) {
+      return Status::error(ErrorCode::kInternal, "cannot declare the service queryable");
+    }
+  }
+  role_watcher_ = std::thread([this] { watch_role(); });
   return Status::ok();
 }
 
+void MailboxService::watch_role() {
+  constexpr auto kRoleCheckInterval = std::chrono::milliseconds(20);
+  std::unique_lock<std::mutex> wait_lock(watcher_mutex_);
+  while (!watcher_wakeup_.wait_for(wait_lock, kRoleCheckInterval, [this] { return watcher_stop_; })) {
+    update_declarations();
+  }
+}
+
+// Leader: queryable + leader token. Follower: queryable (answering
+// `unavailable`) only while no live leader is seen; none otherwise. There is
+// never more than one `<prefix>/**` queryable in this session, so no query is
+// handled twice.
+void MailboxService::update_declarations() {
+  const bool leader = node_.is_leader();
+  const uint64_t known_leader = node_.leader_id();
+  bool leader_seen = false;
+  {
+    std::lock_guard<std::mutex> lock(leaders_mutex_);
+    leader_seen = known_leader != 0 && std::find(live_leader_tokens_.begin(), live_leader_tokens_.end(),
+                                                 known_leader) != live_leader_tokens_.end();
+  }
+  const bool serve = leader || !leader_seen;
+  std::lock_guard<std::mutex> lock(declarations_mutex_);
+  if (!admin_queryable_) return;  // stopped
+  std::string error;
+  if (serve && !queryable_) {
+    queryable_ = session_.declare_queryable(
+        options_.prefix + "/**", false, [this](zenoh::Query&& q) { on_query(std::move(q)); }, &error);
+    if (!queryable_) log_error("cannot declare the service queryable: %s", error.c_str());
+  }
+  if (leader && !leader_token_) {
+    leader_token_ = session_.declare_liveliness_token(leader_token_prefix() + std::to_string(options_.node_id), &error);
+    if (!leader_token_) log_error("cannot declare the leader token: %s", error.c_str());
+    log_info("node %llu leads", static_cast<unsigned long long>(options_.node_id));
+  }
+  if (!leader && leader_token_) {
+    leader_token_.reset();
+    log_info("node %llu no longer leads", static_cast<unsigned long long>(options_.node_id));
+  }
+  if (!serve && queryable_) queryable_.reset();
+}
+
 void MailboxService::stop_accepting() {
+  {
+    std::lock_guard<std::mutex> lock(watcher_mutex_);
+    watcher_stop_ = true;
+  }
+  watcher_wakeup_.notify_all();
+  if (role_watcher_.joinable()) role_watcher_.join();
+  std::lock_guard<std::mutex> lock(declarations_mutex_);
   queryable_.reset();
+  leader_token_.reset();
+  admin_queryable_.reset();
   subscriber_.reset();
+  leader_watch_.reset();
+}
+
+bool MailboxService::may_act(SharedQuery& query) {
+  if (node_.is_leader()) return true;
+  const uint64_t leader = node_.leader_id();
+  // A cluster of one waits (boundedly) for itself to win its election.
+  if (leader == 0 && node_.voters() <= 1) return true;
+  std::string message = leader == 0 ? "no leader: the cluster is electing one or has lost its quorum; retry"
+                                    : "node " + std::to_string(options_.node_id) + " cannot reach a live leader (node " +
+                                          std::to_string(leader) + " was); retry";
+  reply_error(std::move(query), Status::error(ErrorCode::kUnavailable, std::move(message)));
+  return false;
 }
 
 void MailboxService::drain_replies() { worker_.stop(); }
@@ -60,6 +163,7 @@ void MailboxService::on_query(zenoh::Query&& raw) {
     return reply_error(std::move(query), Status::error(ErrorCode::kInvalidArgument,
                                                        std::string(operation_name(request.op)) + " takes no payload"));
   }
+  if (!may_act(query)) return;
   switch (request.op) {
     case Operation::kPut:
       return submit_put(std::move(query), std::move(request));
@@ -174,7 +278,8 @@ void MailboxService::reply_messages(SharedQuery query, std::string mailbox, std:
                                     bool batch_shape) {
   worker_.push([this, query = std::move(query), mailbox = std::move(mailbox), messages = std::move(messages),
                 batch_shape]() mutable {
-    if (batch_shape) {
+    // A repeat (rid) of a batch may come without n=: never drop messages.
+    if (batch_shape || messages.size() > 1) {
       std::string payload;
       std::string attachment;
       batch_reply(mailbox, messages, &payload, &attachment);
@@ -192,6 +297,8 @@ void MailboxService::on_publication(const zenoh::Sample& sample) {
   counters_.publications.fetch_add(1, std::memory_order_relaxed);
   std::string mailbox;
   Status s = parse_publication_key(options_.prefix, sample.key, &mailbox);
+  const bool leads = node_.is_leader() || (node_.leader_id() == 0 && node_.voters() <= 1);
+  if (!leads) return;  // the leader stores it
   if (!s.is_ok() || sample.payload.empty() || sample.payload.size() > options_.max_payload_bytes ||
       sample.encoding.size() > limits::kMaxEncodingBytes || !admit()) {
     counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
@@ -203,6 +310,7 @@ void MailboxService::on_publication(const zenoh::Sample& sample) {
   put.encoding = std::string(sample.encoding.empty() ? kDefaultEncoding : sample.encoding);
   put.payload = std::string(sample.payload);
   put.ttl_ms = options_.default_ttl_ms;
+  if (sample.timestamp) put.publication_id = publication_id(*sample.timestamp);
   auto done = [this](CommandResult&& r) {
     if (!r.status.is_ok()) {
       counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
@@ -213,6 +321,89 @@ void MailboxService::on_publication(const zenoh::Sample& sample) {
   if (!node_.submit_command(std::move(put), std::move(done))) {
     counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
     release();
+  }
+}
+
+}  // namespace mailbox
+
+namespace mailbox {
+namespace {
+
+std::string status_json(uint64_t node_id, const RaftNodeStatus& s) {
+  std::string out = "{\"id\":" + std::to_string(node_id);
+  out += ",\"state\":";
+  append_json_string(out, s.state);
+  out += ",\"leader\":" + std::to_string(s.leader_id);
+  out += ",\"term\":" + std::to_string(s.term);
+  out += ",\"commit_index\":" + std::to_string(s.commit_index);
+  out += ",\"applied_index\":" + std::to_string(s.applied_index);
+  out += ",\"last_index\":" + std::to_string(s.last_index);
+  out += ",\"voters\":" + std::to_string(s.voters);
+  out += ",\"messages\":" + std::to_string(s.messages);
+  out += ",\"parked_waiters\":" + std::to_string(s.parked_waiters);
+  out += ",\"snapshots\":" + std::to_string(s.snapshots_taken);
+  out += ",\"longest_snapshot_stall_us\":" + std::to_string(s.longest_snapshot_stall_us);
+  out += ",\"configuration\":[";
+  for (size_t i = 0; i < s.configuration.size(); ++i) {
+    if (i) out += ",";
+    out += "{\"id\":" + std::to_string(s.configuration[i].id) + ",\"address\":";
+    append_json_string(out, s.configuration[i].address);
+    out += ",\"role\":";
+    append_json_string(out, s.configuration[i].role);
+    out += "}";
+  }
+  out += "]}";
+  return out;
+}
+
+// Reads `name=value` from a selector's parameters.
+std::string parameter(std::string_view parameters, std::string_view name) {
+  size_t pos = 0;
+  while (pos < parameters.size()) {
+    size_t end = parameters.find(';', pos);
+    if (end == std::string_view::npos) end = parameters.size();
+    const std::string_view pair = parameters.substr(pos, end - pos);
+    pos = end + 1;
+    const size_t eq = pair.find('=');
+    if (eq != std::string_view::npos && pair.substr(0, eq) == name) return std::string(pair.substr(eq + 1));
+  }
+  return {};
+}
+
+}  // namespace
+
+void MailboxService::on_admin_query(zenoh::Query&& raw) {
+  auto query = std::make_shared<zenoh::Query>(std::move(raw));
+  inflight_.fetch_add(1, std::memory_order_relaxed);  // released by the reply
+  const std::string_view key = query->key();
+  const std::string base = admin_key() + "/";
+  const std::string_view op = key.size() > base.size() ? key.substr(base.size()) : std::string_view();
+  if (op == "status") return reply_json(std::move(query), status_json(options_.node_id, node_.status()));
+
+  MembershipRequest request;
+  if (op == "add") request.op = MembershipRequest::Op::kAdd;
+  else if (op == "remove") request.op = MembershipRequest::Op::kRemove;
+  else if (op == "transfer") request.op = MembershipRequest::Op::kTransfer;
+  else {
+    return reply_error(std::move(query), Status::error(ErrorCode::kInvalidArgument,
+                                                       "unknown cluster operation: use status, add, remove, transfer"));
+  }
+  const std::string id_text = parameter(query->parameters(), "id");
+  request.address = parameter(query->parameters(), "address");
+  char* end = nullptr;
+  request.id = id_text.empty() ? 0 : std::strtoull(id_text.c_str(), &end, 10);
+  const bool id_ok = id_text.empty() ? request.op == MembershipRequest::Op::kTransfer : *end == '\0' && request.id > 0;
+  if (!id_ok || (request.op == MembershipRequest::Op::kAdd && request.address.empty())) {
+    return reply_error(std::move(query), Status::error(ErrorCode::kInvalidArgument,
+                                                       "use add?id=<n>;address=<host:port>, remove?id=<n>, "
+                                                       "transfer[?id=<n>]"));
+  }
+  auto done = [this, query](Status&& s) mutable {
+    if (!s.is_ok()) return reply_error(std::move(query), std::move(s));
+    reply_json(std::move(query), "{\"ok\":true}");
+  };
+  if (!node_.submit_membership(std::move(request), std::move(done))) {
+    reply_error(std::move(query), Status::error(ErrorCode::kUnavailable, "the server is shutting down"));
   }
 }
 

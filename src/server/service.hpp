@@ -6,6 +6,24 @@
 // Every query gets an answer: a result, or an error reply; never an empty
 // stream while the service runs.
 //
+// In a cluster the routers of all nodes are connected, so a query reaches
+// every `<prefix>/**` queryable in the network whichever router the client
+// uses (Zenoh 1.10 sends a default-target query to every matching queryable
+// unless one is complete; ours are all incomplete). Therefore only the leader
+// declares it, plus a liveliness token `<prefix>/@cluster/leader/<id>`. A
+// follower declares it too, as a fallback that answers `unavailable`, only
+// while it sees no live leader (no Raft leader known, or that leader's token
+// gone: crashed, partitioned away), so a client gets `unavailable` rather
+// than an empty stream during an election. A role watcher thread keeps the
+// declarations in step. Only the leader acts on a request, so a query sent
+// to all queryables consumes at most what it asked for. Publications reach
+// every node; only the leader stores them. Each node also serves
+// `<prefix>/@cluster/node/<id>/...` (status, add, remove, transfer) for
+// `mailbox cluster`.
+//
+// The RaftNode must be stopped (so its callbacks have run) before the
+// service is destroyed: pending callbacks refer to the service.
+//
 // A request flows: Zenoh callback (parse, validate, admit) -> RaftNode inbox
 // -> loop thread (batch, replicate, apply) -> ReplyWorker (format, reply,
 // finish the query).
@@ -15,9 +33,13 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "bridge/cpp/zenoh_bridge.hpp"
 #include "core/limits.hpp"
@@ -29,6 +51,7 @@ namespace mailbox {
 
 struct ServiceOptions {
   std::string prefix = "forge/mailbox";
+  uint64_t node_id = 1;
   size_t max_payload_bytes = limits::kDefaultMaxPayloadBytes;
   int64_t default_ttl_ms = limits::kDefaultTtlMs;
   RequestLimits request_limits;
@@ -50,6 +73,8 @@ class MailboxService {
   MailboxService& operator=(const MailboxService&) = delete;
 
   Status start();
+  // The key of this node's cluster administration queryable.
+  std::string admin_key() const;
   // Undeclares (no new requests), then waits until every admitted request
   // has been answered. Call before stopping the RaftNode... and after: see
   // mailboxd's shutdown order. Idempotent.
@@ -62,6 +87,12 @@ class MailboxService {
   using SharedQuery = std::shared_ptr<zenoh::Query>;
 
   void on_query(zenoh::Query&& query);
+  void on_admin_query(zenoh::Query&& query);
+  void watch_role();
+  void update_declarations();
+  std::string leader_token_prefix() const { return options_.prefix + "/@cluster/leader/"; }
+  // False (and the query answered) when this node must not act on it.
+  bool may_act(SharedQuery& query);
   void on_publication(const zenoh::Sample& sample);
   bool admit();
   void release() { inflight_.fetch_sub(1, std::memory_order_relaxed); }
@@ -81,8 +112,18 @@ class MailboxService {
   zenoh::Session& session_;
   RaftNode& node_;
   ReplyWorker worker_;
-  std::unique_ptr<zenoh::Queryable> queryable_;
+  std::mutex declarations_mutex_;  // guards the declarations below
+  std::unique_ptr<zenoh::Queryable> queryable_;  // while leading, or no leader is seen
+  std::unique_ptr<zenoh::LivelinessToken> leader_token_;  // while leading
+  std::unique_ptr<zenoh::Queryable> admin_queryable_;
   std::unique_ptr<zenoh::Subscriber> subscriber_;
+  std::unique_ptr<zenoh::Subscriber> leader_watch_;
+  std::mutex leaders_mutex_;
+  std::vector<uint64_t> live_leader_tokens_;  // node ids whose leader token is alive
+  std::thread role_watcher_;
+  std::mutex watcher_mutex_;
+  std::condition_variable watcher_wakeup_;
+  bool watcher_stop_ = false;
   std::atomic<size_t> inflight_{0};
   ServiceCounters counters_;
 };

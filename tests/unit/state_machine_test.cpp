@@ -87,6 +87,60 @@ TEST(StateMachine, ExpiredBehindALiveMessageIsSkipped) {
   EXPECT_EQ(r[0].messages[1].body->payload, "last");
 }
 
+TEST(StateMachine, DeadLettersStayInTheirDeadLetterMailbox) {
+  StateMachine sm;
+  StateConfig config;
+  config.max_deliveries = 1;
+  sm.apply(at(0, {ConfigureCommand{config}}));
+  sm.apply(at(1, {put("x", "bad")}));
+  auto r = sm.apply(at(2, {take("x", 1, 100)}));
+  sm.apply(at(200, {SweepCommand{}}));
+  ASSERT_EQ(sm.stats("x.dlq", 200).messages, 1u);
+  EXPECT_EQ(sm.woken(), std::vector<std::string>{"x.dlq"});
+  for (int round = 0; round < 3; ++round) {
+    const int64_t t = 300 + round * 1000;
+    r = sm.apply(at(t, {take("x.dlq", 1, 100)}));
+    ASSERT_EQ(r[0].messages.size(), 1u) << round;
+    sm.apply(at(t + 200, {SweepCommand{}}));
+  }
+  r = sm.apply(at(5000, {take("x.dlq", 1, 100)}));
+  ASSERT_EQ(r[0].messages.size(), 1u);
+  EXPECT_TRUE(sm.apply(at(5001, {NackCommand{"x.dlq", r[0].messages[0].id, ""}}))[0].status.is_ok());
+  EXPECT_EQ(sm.stats("x.dlq", 5002).messages, 1u);
+  EXPECT_EQ(sm.stats("x.dlq.dlq", 5002).messages, 0u);
+}
+
+TEST(StateMachine, ALeaseEndingAfterExpiryDropsTheMessage) {
+  StateMachine sm;
+  sm.apply(at(0, {put("e", "short", 100)}));
+  auto r = sm.apply(at(50, {take("e", 1, 1000)}));
+  ASSERT_EQ(r[0].messages.size(), 1u);
+  // Expired while leased: no sweep storm, only the lease end is due.
+  sm.apply(at(150, {SweepCommand{}}));
+  EXPECT_EQ(sm.next_sweep_due_ms(), 1050);
+  EXPECT_EQ(sm.stats("e", 200).leased, 1u);
+  sm.apply(at(1050, {SweepCommand{}}));
+  EXPECT_EQ(sm.total_messages(), 0u);
+  EXPECT_EQ(sm.stats("e.dlq", 1050).messages, 0u);
+}
+
+TEST(StateMachine, TotalMessageQuota) {
+  StateMachine sm;
+  StateConfig config;
+  config.max_total_messages = 2;
+  sm.apply(at(0, {ConfigureCommand{config}}));
+  auto r = sm.apply(at(1, {put("a", "1"), put("b", "2"), put("c", "3")}));
+  EXPECT_EQ(r[2].status.code, ErrorCode::kQuotaExceeded);
+}
+
+TEST(StateMachine, WokenListsMailboxesThatGainedMessages) {
+  StateMachine sm;
+  sm.apply(at(1, {put("a", "1"), put("b", "2"), take("b")}));
+  EXPECT_EQ(sm.woken(), (std::vector<std::string>{"a", "b"}));
+  sm.apply(at(2, {take("a")}));
+  EXPECT_TRUE(sm.woken().empty());
+}
+
 TEST(StateMachine, SweepDropsExpiredAndSchedulesItself) {
   StateMachine sm;
   EXPECT_EQ(sm.next_sweep_due_ms(), INT64_MAX);
@@ -191,9 +245,25 @@ TEST(StateMachine, DedupWindowAndBoundForgetOldRecords) {
   EXPECT_EQ(sm.dedup_count(), 2u);  // r1 was evicted by the bound
   EXPECT_FALSE(sm.apply(at(11, {put("d", "a", 60'000, "r1")}))[0].deduplicated);
   EXPECT_TRUE(sm.apply(at(12, {put("d", "c", 60'000, "r3")}))[0].deduplicated);
-  sm.apply(at(2000, {SweepCommand{}}));
+  sm.apply(at(2000, {}));  // any entry forgets records past the window
   EXPECT_EQ(sm.dedup_count(), 0u);
   EXPECT_FALSE(sm.apply(at(2001, {put("d", "c", 60'000, "r3")}))[0].deduplicated);
+}
+
+TEST(StateMachine, APublicationIsStoredAtMostOnce) {
+  StateMachine sm;
+  PutCommand pub = put("f", "fire");
+  pub.publication_id = 77;
+  auto r = sm.apply(at(1000, {pub, pub}));
+  EXPECT_TRUE(r[0].status.is_ok());
+  EXPECT_TRUE(r[1].deduplicated);
+  EXPECT_EQ(sm.total_messages(), 1u);
+  StateMachine copy;
+  ASSERT_TRUE(copy.restore(sm.serialize()));
+  EXPECT_TRUE(copy.apply(at(1001, {pub}))[0].deduplicated);
+  // Forgotten after the window: the id space is the publishers' clocks.
+  sm.apply(at(1000 + limits::kPublicationDedupWindowMs, {}));
+  EXPECT_FALSE(sm.apply(at(1000 + limits::kPublicationDedupWindowMs, {pub}))[0].deduplicated);
 }
 
 TEST(StateMachine, LeaseHidesUntilAckAndReturnsWhenItEnds) {
