@@ -155,28 +155,38 @@ bool Session::put(std::string_view key_expr, std::string_view payload, std::opti
                  optional_bytes(attachment)) == MBZ_OK;
 }
 
+namespace {
+void get_reply_trampoline(void* ctx, const MbzReply* reply) {
+  auto* c = static_cast<GetContext*>(ctx);
+  Reply r{reply->is_ok, view_of(reply->key), view_of(reply->payload), view_of(reply->encoding),
+          optional_view(reply->attachment)};
+  try {
+    if (c->on_reply) c->on_reply(r);
+  } catch (...) {
+  }
+}
+void get_done_trampoline(void* ctx) {
+  std::unique_ptr<GetContext> c(static_cast<GetContext*>(ctx));
+  try {
+    if (c->on_done) c->on_done();
+  } catch (...) {
+  }
+}
+}  // namespace
+
+bool Session::liveliness_get(std::string_view key_expr, uint64_t timeout_ms, ReplyHandler on_reply,
+                             DoneHandler on_done) {
+  auto* context = new GetContext{std::move(on_reply), std::move(on_done)};
+  return mbz_liveliness_get(handle_, bytes_of(key_expr), timeout_ms, get_reply_trampoline, get_done_trampoline,
+                            context) == MBZ_OK;
+}
+
 bool Session::get(std::string_view selector, const GetOptions& options, ReplyHandler on_reply, DoneHandler on_done) {
   auto* context = new GetContext{std::move(on_reply), std::move(on_done)};
   MbzGetOptions raw{options.timeout_ms, static_cast<int32_t>(options.target),
                     static_cast<int32_t>(options.consolidation)};
-  auto reply_trampoline = [](void* ctx, const MbzReply* reply) {
-    auto* c = static_cast<GetContext*>(ctx);
-    Reply r{reply->is_ok, view_of(reply->key), view_of(reply->payload), view_of(reply->encoding),
-            optional_view(reply->attachment)};
-    try {
-      if (c->on_reply) c->on_reply(r);
-    } catch (...) {
-    }
-  };
-  auto done_trampoline = [](void* ctx) {
-    std::unique_ptr<GetContext> c(static_cast<GetContext*>(ctx));
-    try {
-      if (c->on_done) c->on_done();
-    } catch (...) {
-    }
-  };
   return mbz_get(handle_, bytes_of(selector), optional_bytes(options.payload), optional_bytes(options.encoding),
-                 optional_bytes(options.attachment), &raw, reply_trampoline, done_trampoline, context) == MBZ_OK;
+                 optional_bytes(options.attachment), &raw, get_reply_trampoline, get_done_trampoline, context) == MBZ_OK;
 }
 
 Queryable::~Queryable() { mbz_undeclare_queryable(handle_); }

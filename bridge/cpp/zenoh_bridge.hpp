@@ -119,6 +119,9 @@ class Session {
   // appear and go. Undeclared (no more calls) when the result is destroyed.
   std::unique_ptr<Subscriber> declare_liveliness_subscriber(const std::string& key_expr, LivelinessHandler handler,
                                                             std::string* error);
+  // Asks which matching tokens are alive: `on_reply` per live token (its key
+  // in `Reply::key`), `on_done` exactly once at the end.
+  bool liveliness_get(std::string_view key_expr, uint64_t timeout_ms, ReplyHandler on_reply, DoneHandler on_done);
   // Sends a query; `on_reply` per reply, `on_done` exactly once at the end
   // (even when this returns false).
   bool get(std::string_view selector, const GetOptions& options, ReplyHandler on_reply, DoneHandler on_done);

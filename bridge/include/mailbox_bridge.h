@@ -134,24 +134,6 @@ typedef void (*MbzSampleCallback)(void *context, const struct MbzSample *sample)
 typedef void (*MbzLivelinessCallback)(void *context, struct MbzBytes key, bool alive);
 
 /**
- * Options of `mbz_get`.
- */
-typedef struct MbzGetOptions {
-  /**
-   * Query timeout in milliseconds; 0 means Zenoh's configured default.
-   */
-  uint64_t timeout_ms;
-  /**
-   * One of the `MBZ_TARGET_*` constants.
-   */
-  int32_t target;
-  /**
-   * One of the `MBZ_CONSOLIDATION_*` constants.
-   */
-  int32_t consolidation;
-} MbzGetOptions;
-
-/**
  * A reply delivered to a get callback; every view is valid only during the
  * callback. For an error reply (`is_ok == false`) `key` and `attachment` are
  * absent.
@@ -173,6 +155,24 @@ typedef void (*MbzReplyCallback)(void *context, const struct MbzReply *reply);
  * Called exactly once when a get has ended (all replies in, timed out, or failed to start).
  */
 typedef void (*MbzDoneCallback)(void *context);
+
+/**
+ * Options of `mbz_get`.
+ */
+typedef struct MbzGetOptions {
+  /**
+   * Query timeout in milliseconds; 0 means Zenoh's configured default.
+   */
+  uint64_t timeout_ms;
+  /**
+   * One of the `MBZ_TARGET_*` constants.
+   */
+  int32_t target;
+  /**
+   * One of the `MBZ_CONSOLIDATION_*` constants.
+   */
+  int32_t consolidation;
+} MbzGetOptions;
 
 #ifdef __cplusplus
 extern "C" {
@@ -317,6 +317,18 @@ struct MbzSubscriber *mbz_declare_liveliness_subscriber(const struct MbzSession 
                                                         void *context,
                                                         char *error,
                                                         size_t error_capacity);
+
+/**
+ * Asks the network which liveliness tokens matching `key_expr` are alive:
+ * `on_reply` runs once per live token (its key in `reply->key`), `on_done`
+ * exactly once at the end (also when this fails).
+ */
+int32_t mbz_liveliness_get(const struct MbzSession *session,
+                           struct MbzBytes key_expr,
+                           uint64_t timeout_ms,
+                           MbzReplyCallback on_reply,
+                           MbzDoneCallback on_done,
+                           void *context);
 
 /**
  * Sends a query on `selector` (`key?k=v;k=v`) with an optional payload,

@@ -666,6 +666,36 @@ pub unsafe extern "C" fn mbz_declare_liveliness_subscriber(
     }
 }
 
+/// Asks the network which liveliness tokens matching `key_expr` are alive:
+/// `on_reply` runs once per live token (its key in `reply->key`), `on_done`
+/// exactly once at the end (also when this fails).
+#[no_mangle]
+pub unsafe extern "C" fn mbz_liveliness_get(
+    session: *const MbzSession,
+    key_expr: MbzBytes,
+    timeout_ms: u64,
+    on_reply: MbzReplyCallback,
+    on_done: MbzDoneCallback,
+    context: *mut c_void,
+) -> i32 {
+    let callbacks = GetCallbacks { context: ContextPtr(context), on_reply, on_done };
+    run_guarded(move || {
+        let Some(s) = session.as_ref() else { return MBZ_ERR_INVALID };
+        let Ok(key) = borrow_str(key_expr) else { return MBZ_ERR_INVALID };
+        let Ok(key) = KeyExpr::try_from(key.to_string()) else { return MBZ_ERR_INVALID };
+        let builder = s
+            .session
+            .liveliness()
+            .get(key)
+            .timeout(Duration::from_millis(timeout_ms.max(1)))
+            .callback(move |reply: Reply| callbacks.deliver(&reply));
+        match builder.wait() {
+            Ok(()) => MBZ_OK,
+            Err(_) => MBZ_ERR_ZENOH,
+        }
+    })
+}
+
 /// Calls the done callback when dropped: Zenoh drops a get's callback once
 /// the query has ended, whichever way it ended.
 struct GetCallbacks {

@@ -37,6 +37,9 @@ Status MailboxService::start() {
   std::string error;
   {
     std::lock_guard<std::mutex> lock(declarations_mutex_);
+    queryable_ = session_.declare_queryable(
+        options_.prefix + "/**", false, [this](zenoh::Query&& q) { on_query(std::move(q)); }, &error);
+    if (!queryable_) return Status::error(ErrorCode::kInternal, "cannot declare queryable: " + error);
     admin_queryable_ = session_.declare_queryable(
         admin_key() + "/*", true, [this](zenoh::Query&& q) { on_admin_query(std::move(q)); }, &error);
     if (!admin_queryable_) return Status::error(ErrorCode::kInternal, "cannot declare queryable: " + error);
@@ -44,26 +47,37 @@ Status MailboxService::start() {
         options_.prefix + "/*", [this](const zenoh::Sample& s) { on_publication(s); }, &error);
     if (!subscriber_) return Status::error(ErrorCode::kInternal, "cannot declare subscriber: " + error);
     leader_watch_ = session_.declare_liveliness_subscriber(
-        leader_token_prefix() + "*",
-        [this](std::string_view key, bool alive) {
-          const uint64_t id = std::strtoull(std::string(key.substr(leader_token_prefix().size())).c_str(), nullptr, 10);
-          std::lock_guard<std::mutex> leaders_lock(leaders_mutex_);
-          auto pos = std::find(live_leader_tokens_.begin(), live_leader_tokens_.end(), id);
-          if (alive && pos == live_leader_tokens_.end()) live_leader_tokens_.push_back(id);
-          if (!alive && pos != live_leader_tokens_.end()) live_leader_tokens_.erase(pos);
-        },
+        leader_token_prefix() + "*", [this](std::string_view key, bool alive) { note_leader_token(key, alive); },
         &error);
     if (!leader_watch_) return Status::error(ErrorCode::kInternal, "cannot watch leaders: " + error);
   }
   update_declarations();
-  {
-    std::lock_guard<std::mutex> lock(declarations_mutex_);
-    if (!queryable_ && !node_.is_leader() && node_.leader_id() == 0) {
-      return Status::error(ErrorCode::kInternal, "cannot declare the service queryable");
-    }
-  }
   role_watcher_ = std::thread([this] { watch_role(); });
   return Status::ok();
+}
+
+void MailboxService::note_leader_token(std::string_view key, bool alive) {
+  const std::string prefix = leader_token_prefix();
+  if (key.size() <= prefix.size()) return;
+  const uint64_t id = std::strtoull(std::string(key.substr(prefix.size())).c_str(), nullptr, 10);
+  std::lock_guard<std::mutex> lock(leaders_mutex_);
+  auto pos = std::find(live_leader_tokens_.begin(), live_leader_tokens_.end(), id);
+  if (alive && pos == live_leader_tokens_.end()) live_leader_tokens_.push_back(id);
+  if (!alive && pos != live_leader_tokens_.end()) live_leader_tokens_.erase(pos);
+}
+
+// A router that connects after a token was declared may never pass it to the
+// liveliness subscriber; when in doubt, ask the network which tokens live.
+void MailboxService::resync_leader_tokens() {
+  constexpr uint64_t kResyncTimeoutMs = 500;
+  token_resyncs_in_flight_.fetch_add(1);
+  const bool started = session_.liveliness_get(
+      leader_token_prefix() + "*", kResyncTimeoutMs,
+      [this](const zenoh::Reply& r) {
+        if (r.ok) note_leader_token(r.key, true);
+      },
+      [this] { token_resyncs_in_flight_.fetch_sub(1); });
+  (void)started;  // on failure the done callback has already run
 }
 
 void MailboxService::watch_role() {
@@ -74,28 +88,30 @@ void MailboxService::watch_role() {
   }
 }
 
-// Leader: queryable + leader token. Follower: queryable (answering
-// `unavailable`) only while no live leader is seen; none otherwise. There is
-// never more than one `<prefix>/**` queryable in this session, so no query is
-// handled twice.
+bool MailboxService::leader_token_seen(uint64_t leader) const {
+  std::lock_guard<std::mutex> lock(leaders_mutex_);
+  return leader != 0 &&
+         std::find(live_leader_tokens_.begin(), live_leader_tokens_.end(), leader) != live_leader_tokens_.end();
+}
+
+// The leader token follows leadership; a follower that cannot see its
+// leader's token asks the network again.
 void MailboxService::update_declarations() {
   const bool leader = node_.is_leader();
   const uint64_t known_leader = node_.leader_id();
-  bool leader_seen = false;
-  {
-    std::lock_guard<std::mutex> lock(leaders_mutex_);
-    leader_seen = known_leader != 0 && std::find(live_leader_tokens_.begin(), live_leader_tokens_.end(),
-                                                 known_leader) != live_leader_tokens_.end();
+  const bool leader_seen = leader_token_seen(known_leader);
+  constexpr int64_t kTokenResyncIntervalMs = 300;
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now().time_since_epoch())
+                             .count();
+  if (!leader && known_leader != 0 && !leader_seen && now_ms - last_token_resync_ms_ >= kTokenResyncIntervalMs &&
+      token_resyncs_in_flight_.load() == 0) {
+    last_token_resync_ms_ = now_ms;
+    resync_leader_tokens();
   }
-  const bool serve = leader || !leader_seen;
   std::lock_guard<std::mutex> lock(declarations_mutex_);
   if (!admin_queryable_) return;  // stopped
   std::string error;
-  if (serve && !queryable_) {
-    queryable_ = session_.declare_queryable(
-        options_.prefix + "/**", false, [this](zenoh::Query&& q) { on_query(std::move(q)); }, &error);
-    if (!queryable_) log_error("cannot declare the service queryable: %s", error.c_str());
-  }
   if (leader && !leader_token_) {
     leader_token_ = session_.declare_liveliness_token(leader_token_prefix() + std::to_string(options_.node_id), &error);
     if (!leader_token_) log_error("cannot declare the leader token: %s", error.c_str());
@@ -105,7 +121,6 @@ void MailboxService::update_declarations() {
     leader_token_.reset();
     log_info("node %llu no longer leads", static_cast<unsigned long long>(options_.node_id));
   }
-  if (!serve && queryable_) queryable_.reset();
 }
 
 void MailboxService::stop_accepting() {
@@ -115,6 +130,7 @@ void MailboxService::stop_accepting() {
   }
   watcher_wakeup_.notify_all();
   if (role_watcher_.joinable()) role_watcher_.join();
+  while (token_resyncs_in_flight_.load() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   std::lock_guard<std::mutex> lock(declarations_mutex_);
   queryable_.reset();
   leader_token_.reset();
@@ -128,6 +144,12 @@ bool MailboxService::may_act(SharedQuery& query) {
   const uint64_t leader = node_.leader_id();
   // A cluster of one waits (boundedly) for itself to win its election.
   if (leader == 0 && node_.voters() <= 1) return true;
+  if (leader_token_seen(leader)) {
+    // The live leader got this query too and answers it.
+    query.reset();
+    release();
+    return false;
+  }
   std::string message = leader == 0 ? "no leader: the cluster is electing one or has lost its quorum; retry"
                                     : "node " + std::to_string(options_.node_id) + " cannot reach a live leader (node " +
                                           std::to_string(leader) + " was); retry";

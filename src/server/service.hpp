@@ -6,20 +6,21 @@
 // Every query gets an answer: a result, or an error reply; never an empty
 // stream while the service runs.
 //
-// In a cluster the routers of all nodes are connected, so a query reaches
-// every `<prefix>/**` queryable in the network whichever router the client
-// uses (Zenoh 1.10 sends a default-target query to every matching queryable
-// unless one is complete; ours are all incomplete). Therefore only the leader
-// declares it, plus a liveliness token `<prefix>/@cluster/leader/<id>`. A
-// follower declares it too, as a fallback that answers `unavailable`, only
-// while it sees no live leader (no Raft leader known, or that leader's token
-// gone: crashed, partitioned away), so a client gets `unavailable` rather
-// than an empty stream during an election. A role watcher thread keeps the
-// declarations in step. Only the leader acts on a request, so a query sent
-// to all queryables consumes at most what it asked for. Publications reach
-// every node; only the leader stores them. Each node also serves
-// `<prefix>/@cluster/node/<id>/...` (status, add, remove, transfer) for
-// `mailbox cluster`.
+// In a cluster the routers of all nodes are connected and every node
+// declares `<prefix>/**` (incomplete) for its whole life, so a query reaches
+// every node whichever router the client uses (Zenoh sends a default-target
+// query to every matching incomplete queryable). Only the leader acts on it.
+// The leader also declares a liveliness token `<prefix>/@cluster/leader/<id>`;
+// a follower that sees the token of the leader it knows finishes the query
+// without a reply (the leader answers), and one that sees no live leader
+// (election, crash, partition) answers `unavailable`, so a client gets one
+// reply, not an empty stream. A query sent to all queryables therefore
+// consumes at most what it asked for. (Declaring the queryable only on the
+// leader was tried: Zenoh 1.10 routers that join after the same key
+// expression was declared and undeclared elsewhere never route to the new
+// declaration.) Publications reach every node; only the leader stores them.
+// Each node also serves `<prefix>/@cluster/node/<id>/...` (status, add,
+// remove, transfer) for `mailbox cluster`.
 //
 // The RaftNode must be stopped (so its callbacks have run) before the
 // service is destroyed: pending callbacks refer to the service.
@@ -90,9 +91,13 @@ class MailboxService {
   void on_admin_query(zenoh::Query&& query);
   void watch_role();
   void update_declarations();
+  void note_leader_token(std::string_view key, bool alive);
+  void resync_leader_tokens();
   std::string leader_token_prefix() const { return options_.prefix + "/@cluster/leader/"; }
-  // False (and the query answered) when this node must not act on it.
+  // False (and the query answered, or finished for the leader to answer)
+  // when this node must not act on it.
   bool may_act(SharedQuery& query);
+  bool leader_token_seen(uint64_t leader) const;
   void on_publication(const zenoh::Sample& sample);
   bool admit();
   void release() { inflight_.fetch_sub(1, std::memory_order_relaxed); }
@@ -113,13 +118,15 @@ class MailboxService {
   RaftNode& node_;
   ReplyWorker worker_;
   std::mutex declarations_mutex_;  // guards the declarations below
-  std::unique_ptr<zenoh::Queryable> queryable_;  // while leading, or no leader is seen
+  std::unique_ptr<zenoh::Queryable> queryable_;
   std::unique_ptr<zenoh::LivelinessToken> leader_token_;  // while leading
   std::unique_ptr<zenoh::Queryable> admin_queryable_;
   std::unique_ptr<zenoh::Subscriber> subscriber_;
   std::unique_ptr<zenoh::Subscriber> leader_watch_;
-  std::mutex leaders_mutex_;
+  mutable std::mutex leaders_mutex_;
   std::vector<uint64_t> live_leader_tokens_;  // node ids whose leader token is alive
+  int64_t last_token_resync_ms_ = 0;           // role watcher only
+  std::atomic<int> token_resyncs_in_flight_{0};
   std::thread role_watcher_;
   std::mutex watcher_mutex_;
   std::condition_variable watcher_wakeup_;

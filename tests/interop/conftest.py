@@ -88,9 +88,11 @@ class Client:
     """A Zenoh client session with helpers that return decoded replies."""
 
     def __init__(self, endpoint):
+        """`endpoint`: one endpoint, or a list a client may fail over between."""
         conf = zenoh.Config()
         conf.insert_json5("mode", '"client"')
-        conf.insert_json5("connect/endpoints", json.dumps([endpoint]))
+        endpoints = endpoint if isinstance(endpoint, list) else [endpoint]
+        conf.insert_json5("connect/endpoints", json.dumps(endpoints))
         conf.insert_json5("scouting/multicast/enabled", "false")
         self.session = zenoh.open(conf)
 
@@ -173,3 +175,90 @@ def client(node):
     c.wait_ready()
     yield c
     c.close()
+
+
+class Cluster:
+    """N mailboxd processes on loopback: full-mesh Zenoh routers, one Raft
+    cluster bootstrapped with all of them as voters."""
+
+    def __init__(self, workdir, n, extra_args=()):
+        self.workdir = Path(workdir)
+        self.extra_args = list(extra_args)
+        self.nodes = {}
+        for i in range(1, n + 1):
+            self.nodes[i] = Node(self.workdir / f"n{i}", [])
+        self.voters = list(self.nodes)
+
+    def args_for(self, i, join=False):
+        node = self.nodes[i]
+        args = ["--node-id", str(i)]
+        if join:
+            args.append("--join")
+        else:
+            for j in self.voters:
+                args += ["--peer", f"{j}=127.0.0.1:{self.nodes[j].raft_port}"]
+        for j, other in self.nodes.items():
+            if j != i:
+                args += ["--connect", other.endpoint]
+        return args + self.extra_args
+
+    def start_all(self):
+        for i, node in self.nodes.items():
+            node.extra_args = self.args_for(i)
+            node.start()
+        return self
+
+    def add_node(self, i):
+        """Starts node i with --join (not yet a member)."""
+        node = Node(self.workdir / f"n{i}", [])
+        self.nodes[i] = node
+        node.extra_args = self.args_for(i, join=True)
+        return node.start()
+
+    def client(self, i):
+        return Client(self.nodes[i].endpoint)
+
+    def failover_client(self, first):
+        """A client that knows every node, listing node `first` first."""
+        order = [first] + [i for i in self.nodes if i != first]
+        return Client([self.nodes[i].endpoint for i in order])
+
+    def statuses(self, client):
+        replies = client.session.get(f"{PREFIX}/@cluster/node/*/status", target=zenoh.QueryTarget.ALL,
+                                     consolidation=zenoh.ConsolidationMode.NONE, timeout=5)
+        out = {}
+        for r in replies:
+            if r.ok is not None:
+                st = json.loads(r.ok.payload.to_bytes())
+                out[st["id"]] = st
+        return out
+
+    def leader(self, client, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for st in self.statuses(client).values():
+                if st["state"] == "leader":
+                    return st["id"]
+            time.sleep(0.1)
+        raise RuntimeError("no leader")
+
+    def admin(self, client, op, timeout=60):
+        leader = self.leader(client)
+        replies = list(client.session.get(f"{PREFIX}/@cluster/node/{leader}/{op}", timeout=timeout))
+        assert replies and replies[0].ok is not None, \
+            replies and replies[0].err and replies[0].err.payload.to_bytes()
+        return True
+
+
+@pytest.fixture
+def cluster3(workdir):
+    c = Cluster(workdir, 3).start_all()
+    clients = [c.client(i) for i in (1, 2, 3)]
+    c.leader(clients[0])
+    for cl in clients:
+        cl.wait_ready()
+    yield c, clients
+    for cl in clients:
+        cl.close()
+    for n in c.nodes.values():
+        n.stop()
