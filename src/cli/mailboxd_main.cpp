@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   std::vector<std::string> peers;
   bool join = false;
+  bool recover = false;
   app.add_option("--listen", listen, "Zenoh endpoints the embedded router listens on")->capture_default_str();
   app.add_option("--connect", connect, "Zenoh endpoints of other routers to connect to");
   app.add_option("--prefix", prefix, "key prefix of the service")->capture_default_str();
@@ -78,6 +79,9 @@ int main(int argc, char** argv) {
                  "a voter of the initial cluster as ID=HOST:PORT (its Raft address), this node included; "
                  "repeat for each. None: a cluster of one");
   app.add_flag("--join", join, "start with an empty data directory without bootstrapping: wait to be added");
+  app.add_flag("--recover", recover,
+               "disaster recovery: force the --peer list as the new configuration into this node's log "
+               "(see docs/OPERATIONS.md)");
   app.set_config("--config", "", "read these flags from a TOML/INI file (key = value, peer = [\"1=...\"])");
   CLI11_PARSE(app, argc, argv);
 
@@ -166,6 +170,11 @@ int main(int argc, char** argv) {
     }
   }
   if (join) raft_options.initial_voters.clear();
+  if (recover && (join || peers.empty())) {
+    std::fprintf(stderr, "mailboxd: --recover needs the new --peer list and no --join\n");
+    return kExitUsage;
+  }
+  raft_options.recover = recover;
   raft_options.state_config = state_config;
   raft_options.snapshot_threshold_entries = snapshot_threshold;
   raft_options.snapshot_trailing_entries = snapshot_trailing;

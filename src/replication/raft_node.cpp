@@ -323,7 +323,23 @@ Status RaftNode::Impl::open_raft() {
   raft_set_snapshot_threshold(&raft_instance, options.snapshot_threshold_entries);
   raft_set_snapshot_trailing(&raft_instance, options.snapshot_trailing_entries);
 
-  if (pristine && !options.initial_voters.empty()) {
+  if (options.recover) {
+    if (pristine) return Status::error(ErrorCode::kInvalidArgument, "--recover needs an existing data directory");
+    raft_configuration configuration;
+    raft_configuration_init(&configuration);
+    for (const auto& peer : options.initial_voters) {
+      rv = raft_configuration_add(&configuration, peer.id, peer.address.c_str(), RAFT_VOTER);
+      if (rv != 0) {
+        raft_configuration_close(&configuration);
+        return Status::error(ErrorCode::kInternal, std::string("raft_configuration_add: ") + raft_strerror(rv));
+      }
+    }
+    rv = raft_recover(&raft_instance, &configuration);
+    raft_configuration_close(&configuration);
+    if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("raft_recover: ") + raft_errmsg(&raft_instance));
+    log_warn("recovered: forced a new configuration of %zu voters into %s", options.initial_voters.size(),
+             options.data_dir.c_str());
+  } else if (pristine && !options.initial_voters.empty()) {
     raft_configuration configuration;
     raft_configuration_init(&configuration);
     for (const auto& peer : options.initial_voters) {

@@ -77,6 +77,9 @@ struct RaftNodeOptions {
   // The voters a brand-new cluster bootstraps with (this node included).
   // Empty: never bootstrap (a node that waits to be added).
   std::vector<RaftPeer> initial_voters;
+  // Disaster recovery after losing a majority: force `initial_voters` as the
+  // new configuration into this node's existing log (raft_recover), then run.
+  bool recover = false;
   unsigned election_timeout_ms = 1000;
   unsigned heartbeat_timeout_ms = 100;
   // A snapshot is taken when the log since the last one holds this many

@@ -256,3 +256,21 @@ def test_grow_to_five_and_shrink_back_under_load(workdir):
     new.close()
     for cl in clients:
         cl.close()
+
+
+def test_recover_from_losing_a_majority(cluster3):
+    c, (a, b, cc) = cluster3
+    ids = [a.put_ack("dr", f"{i}".encode()) for i in range(20)]
+    for n in c.nodes.values():
+        n.kill9()
+    # Nodes 2 and 3 are lost for good. Node 1 (the one with the longest log
+    # would be chosen in practice) restarts as a cluster of one.
+    survivor = c.nodes[1]
+    survivor.extra_args = ["--node-id", "1", "--peer", f"1=127.0.0.1:{survivor.raft_port}", "--recover"]
+    survivor.start()
+    client = Client(survivor.endpoint)
+    client.wait_ready(timeout=30)
+    kind, body = client.consume("dr", "n=100")
+    assert [m["id"] for m in body["attachment"]["messages"]] == ids
+    client.put_ack("dr", b"after recovery")
+    client.close()
