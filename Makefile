@@ -9,7 +9,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/mailbox/cargo-target
 PYTHON := .venv/bin/python
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: all deps build run cluster test unit interop header sanitize clean
+.PHONY: all deps build run cluster test unit interop sim-long header sanitize clean
 
 all: build
 
@@ -35,6 +35,10 @@ interop: build
 	MAILBOX_BUILD_DIR=$(abspath $(BUILD_DIR)) $(PYTHON) -m pytest tests/interop -q
 
 test: unit interop
+
+# The deterministic cluster simulation over many more seeds than `make test`.
+sim-long: build
+	$(BUILD_DIR)/cluster_sim --first 1000 --seeds 20000 --steps 1000
 
 # Regenerate the bridge's C header after changing bridge/src/lib.rs.
 header:
