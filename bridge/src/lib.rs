@@ -239,6 +239,26 @@ fn encoding_from(bytes: Option<&[u8]>) -> Option<Encoding> {
     Some(Encoding::from(String::from_utf8_lossy(raw).into_owned()))
 }
 
+/// The handle a guarded declaration made, or null with the reason (or the
+/// caught panic) written into `error`.
+unsafe fn declared<T>(
+    result: std::thread::Result<Result<*mut T, String>>,
+    error: *mut c_char,
+    error_capacity: usize,
+) -> *mut T {
+    match result {
+        Ok(Ok(handle)) => handle,
+        Ok(Err(message)) => {
+            write_error(error, error_capacity, &message);
+            std::ptr::null_mut()
+        }
+        Err(_) => {
+            write_error(error, error_capacity, "panic inside the Zenoh bridge");
+            std::ptr::null_mut()
+        }
+    }
+}
+
 fn run_guarded<F: FnOnce() -> i32>(f: F) -> i32 {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(MBZ_ERR_PANIC)
 }
@@ -268,17 +288,7 @@ pub unsafe extern "C" fn mbz_session_open(
         let session = zenoh::open(config).wait().map_err(|e| format!("cannot open Zenoh session: {e}"))?;
         Ok(Box::into_raw(Box::new(MbzSession { session })))
     }));
-    match result {
-        Ok(Ok(handle)) => handle,
-        Ok(Err(message)) => {
-            write_error(error, error_capacity, &message);
-            std::ptr::null_mut()
-        }
-        Err(_) => {
-            write_error(error, error_capacity, "panic inside the Zenoh bridge");
-            std::ptr::null_mut()
-        }
-    }
+    declared(result, error, error_capacity)
 }
 
 /// Closes a session and frees it. Declarations made on it must have been
@@ -339,17 +349,7 @@ pub unsafe extern "C" fn mbz_declare_queryable(
             .map_err(|e| format!("cannot declare queryable: {e}"))?;
         Ok(Box::into_raw(Box::new(MbzQueryable { queryable, gate })))
     }));
-    match result {
-        Ok(Ok(handle)) => handle,
-        Ok(Err(message)) => {
-            write_error(error, error_capacity, &message);
-            std::ptr::null_mut()
-        }
-        Err(_) => {
-            write_error(error, error_capacity, "panic inside the Zenoh bridge");
-            std::ptr::null_mut()
-        }
-    }
+    declared(result, error, error_capacity)
 }
 
 /// Undeclares a queryable and frees it. When it returns, no callback of this
@@ -539,17 +539,7 @@ pub unsafe extern "C" fn mbz_declare_subscriber(
             .map_err(|e| format!("cannot declare subscriber: {e}"))?;
         Ok(Box::into_raw(Box::new(MbzSubscriber { subscriber, gate })))
     }));
-    match result {
-        Ok(Ok(handle)) => handle,
-        Ok(Err(message)) => {
-            write_error(error, error_capacity, &message);
-            std::ptr::null_mut()
-        }
-        Err(_) => {
-            write_error(error, error_capacity, "panic inside the Zenoh bridge");
-            std::ptr::null_mut()
-        }
-    }
+    declared(result, error, error_capacity)
 }
 
 /// Undeclares a subscriber and frees it. When it returns, no callback of this
@@ -589,17 +579,7 @@ pub unsafe extern "C" fn mbz_declare_liveliness_token(
             .map_err(|e| format!("cannot declare liveliness token: {e}"))?;
         Ok(Box::into_raw(Box::new(MbzLivelinessToken { token })))
     }));
-    match result {
-        Ok(Ok(handle)) => handle,
-        Ok(Err(message)) => {
-            write_error(error, error_capacity, &message);
-            std::ptr::null_mut()
-        }
-        Err(_) => {
-            write_error(error, error_capacity, "panic inside the Zenoh bridge");
-            std::ptr::null_mut()
-        }
-    }
+    declared(result, error, error_capacity)
 }
 
 /// Undeclares a liveliness token and frees it. Null is ignored.
@@ -653,17 +633,7 @@ pub unsafe extern "C" fn mbz_declare_liveliness_subscriber(
             .map_err(|e| format!("cannot declare liveliness subscriber: {e}"))?;
         Ok(Box::into_raw(Box::new(MbzSubscriber { subscriber, gate })))
     }));
-    match result {
-        Ok(Ok(handle)) => handle,
-        Ok(Err(message)) => {
-            write_error(error, error_capacity, &message);
-            std::ptr::null_mut()
-        }
-        Err(_) => {
-            write_error(error, error_capacity, "panic inside the Zenoh bridge");
-            std::ptr::null_mut()
-        }
-    }
+    declared(result, error, error_capacity)
 }
 
 /// Asks the network which liveliness tokens matching `key_expr` are alive:

@@ -490,64 +490,52 @@ void RaftNode::Impl::wake_waiters() {
   woken.clear();
 }
 
+namespace {
+// Completes every waiter of `waiters` for which `due(waiter)` holds with
+// `status`; returns how many it completed.
+template <typename Waiter, typename Result, typename Due>
+size_t complete_waiters(std::unordered_map<std::string, std::vector<Waiter>>& waiters, const Status& status,
+                        Due due) {
+  size_t completed = 0;
+  for (auto it = waiters.begin(); it != waiters.end();) {
+    auto& list = it->second;
+    for (size_t i = 0; i < list.size();) {
+      if (!due(list[i])) {
+        ++i;
+        continue;
+      }
+      Result r;
+      r.status = status;
+      list[i].done(std::move(r));
+      list[i] = std::move(list.back());
+      list.pop_back();
+      ++completed;
+    }
+    it = list.empty() ? waiters.erase(it) : std::next(it);
+  }
+  return completed;
+}
+}  // namespace
+
 void RaftNode::Impl::fail_waiters(Status status) {
-  for (auto& [name, list] : command_waiters) {
-    for (auto& c : list) {
-      CommandResult r;
-      r.status = status;
-      c.done(std::move(r));
-    }
-  }
-  for (auto& [name, list] : read_waiters) {
-    for (auto& rd : list) {
-      ReadResult r;
-      r.status = status;
-      rd.done(std::move(r));
-    }
-  }
-  command_waiters.clear();
-  read_waiters.clear();
-  waiter_count = 0;
+  auto all = [](const auto&) { return true; };
+  waiter_count -= complete_waiters<PendingCommand, CommandResult>(command_waiters, status, all);
+  waiter_count -= complete_waiters<PendingRead, ReadResult>(read_waiters, status, all);
 }
 
-// Completes waiters whose wait has ended (all of them when `all`) with `empty`.
+// Completes waiters whose wait has ended with `empty` (all of them, with
+// `unavailable`, when `all`).
 void RaftNode::Impl::expire_waiters(bool all) {
   if (waiter_count == 0) return;
+  if (all) {
+    fail_waiters(Status::error(ErrorCode::kUnavailable, "the server is shutting down"));
+    return;
+  }
   const int64_t now = steady_ms();
-  for (auto it = command_waiters.begin(); it != command_waiters.end();) {
-    auto& list = it->second;
-    for (size_t i = 0; i < list.size();) {
-      if (all || list[i].wait_deadline_ms <= now) {
-        CommandResult r;
-        r.status = all ? Status::error(ErrorCode::kUnavailable, "the server is shutting down")
-                       : Status::error(ErrorCode::kEmpty, "mailbox is empty");
-        list[i].done(std::move(r));
-        list[i] = std::move(list.back());
-        list.pop_back();
-        --waiter_count;
-      } else {
-        ++i;
-      }
-    }
-    it = list.empty() ? command_waiters.erase(it) : std::next(it);
-  }
-  for (auto it = read_waiters.begin(); it != read_waiters.end();) {
-    auto& list = it->second;
-    for (size_t i = 0; i < list.size();) {
-      if (all || list[i].wait_deadline_ms <= now) {
-        ReadResult r;
-        r.status = all ? Status::error(ErrorCode::kUnavailable, "the server is shutting down")
-                       : Status::error(ErrorCode::kEmpty, "mailbox is empty");
-        list[i].done(std::move(r));
-        list[i] = std::move(list.back());
-        list.pop_back();
-        --waiter_count;
-      } else {
-        ++i;
-      }
-    }
-    it = list.empty() ? read_waiters.erase(it) : std::next(it);
-  }
+  auto ended = [now](const auto& w) { return w.wait_deadline_ms <= now; };
+  const Status empty = Status::error(ErrorCode::kEmpty, "mailbox is empty");
+  waiter_count -= complete_waiters<PendingCommand, CommandResult>(command_waiters, empty, ended);
+  waiter_count -= complete_waiters<PendingRead, ReadResult>(read_waiters, empty, ended);
 }
 
 void RaftNode::Impl::on_wakeup() {
@@ -683,8 +671,15 @@ void RaftNode::Impl::on_applied(struct raft_apply* request, int status, void*) {
     // A long-polling consume that found nothing waits for a message.
     const int64_t now = steady_ms();
     bool requeued = false;
+    const bool still_leader = raft_state(&self->raft_instance) == RAFT_LEADER;
     for (auto& [index, retry] : owned->retries) {
       if (owned->results[index].status.code != ErrorCode::kEmpty || retry.wait_deadline_ms <= now) continue;
+      if (!still_leader) {
+        // Messages will arrive at the new leader: send the client there.
+        owned->results[index].status =
+            Status::error(ErrorCode::kUnavailable, "this node is no longer the leader; retry");
+        continue;
+      }
       retry.done = std::move(owned->callbacks[index]);
       owned->callbacks[index] = nullptr;
       // A message may have arrived in a later entry applied in the same

@@ -61,7 +61,67 @@ bool allowed(Operation op, std::string_view param) {
   return false;
 }
 
+// Checks one parameter against the request's operation and stores it.
+Status apply_parameter(std::string_view name, std::string_view value, const RequestLimits& request_limits,
+                       std::vector<std::string_view>* seen_names, Request* out) {
+  std::vector<std::string_view>& seen = *seen_names;
+  if (name == "_anyke") return Status::ok();  // added by Zenoh itself for disjoint replies
+  if (!allowed(out->op, name)) {
+    return invalid("unknown parameter '" + std::string(name) + "' for " + std::string(operation_name(out->op)));
+  }
+  for (auto n : seen) {
+    if (n == name) return invalid("parameter '" + std::string(name) + "' is repeated");
+  }
+  seen.push_back(name);
+  if (name == "n") {
+    uint64_t n = 0;
+    if (!parse_u64(value, &n) || n < 1 || n > limits::kMaxBatchMessages) {
+      return invalid("n must be a whole number from 1 to " + std::to_string(limits::kMaxBatchMessages));
+    }
+    out->max_count = static_cast<uint32_t>(n);
+  } else if (name == "wait" || name == "ttl" || name == "lease") {
+    int64_t ms = 0;
+    if (!parse_duration_ms(value, &ms)) {
+      return invalid(std::string(name) + " must be a duration such as 500ms, 30s, 5m, 24h or a number of seconds");
+    }
+    if (name == "wait") {
+      if (ms > request_limits.max_wait_ms) {
+        return invalid("wait is longer than the server's maximum of " +
+                       std::to_string(request_limits.max_wait_ms) + "ms");
+      }
+      out->wait_ms = ms;
+    } else if (name == "ttl") {
+      if (ms <= 0 || ms > limits::kMaxTtlMs) return invalid("ttl must be more than 0 and at most 366 days");
+      out->ttl_ms = ms;
+    } else {
+      if (ms <= 0 || ms > request_limits.max_lease_ms) {
+        return invalid("lease must be more than 0 and at most " + std::to_string(request_limits.max_lease_ms) +
+                       "ms");
+      }
+      out->lease_ms = ms;
+    }
+  } else if (name == "rid") {
+    if (value.empty() || value.size() > limits::kMaxRidBytes) return invalid("rid must be 1-128 bytes");
+    out->rid = std::string(value);
+  } else if (name == "id") {
+    uint64_t id = 0;
+    if (!parse_u64(value, &id) || id == 0) return invalid("id must be a message id (a positive whole number)");
+    out->message_id = id;
+  }
+  return Status::ok();
+}
+
 }  // namespace
+
+std::string find_parameter(std::string_view parameters, std::string_view name) {
+  std::string found;
+  for_each_parameter(parameters, [&](std::string_view n, std::string_view v) {
+    if (n != name) return true;
+    found = std::string(v);
+    return false;
+  });
+  return found;
+}
 
 std::string_view operation_name(Operation op) {
   switch (op) {
@@ -148,60 +208,12 @@ Status parse_query(std::string_view prefix, std::string_view key, std::string_vi
 
   if (parameters.size() > limits::kMaxParametersBytes) return invalid("parameters are too long");
   std::vector<std::string_view> seen;
-  size_t pos = 0;
-  while (pos < parameters.size()) {
-    size_t end = parameters.find(';', pos);
-    if (end == std::string_view::npos) end = parameters.size();
-    const std::string_view pair = parameters.substr(pos, end - pos);
-    pos = end + 1;
-    if (pair.empty()) continue;
-    const size_t eq = pair.find('=');
-    const std::string_view name = pair.substr(0, eq);
-    const std::string_view value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-    if (name == "_anyke") continue;  // added by Zenoh itself for disjoint replies
-    if (!allowed(out->op, name)) {
-      return invalid("unknown parameter '" + std::string(name) + "' for " + std::string(operation_name(out->op)));
-    }
-    for (auto n : seen) {
-      if (n == name) return invalid("parameter '" + std::string(name) + "' is repeated");
-    }
-    seen.push_back(name);
-    if (name == "n") {
-      uint64_t n = 0;
-      if (!parse_u64(value, &n) || n < 1 || n > limits::kMaxBatchMessages) {
-        return invalid("n must be a whole number from 1 to " + std::to_string(limits::kMaxBatchMessages));
-      }
-      out->max_count = static_cast<uint32_t>(n);
-    } else if (name == "wait" || name == "ttl" || name == "lease") {
-      int64_t ms = 0;
-      if (!parse_duration_ms(value, &ms)) {
-        return invalid(std::string(name) + " must be a duration such as 500ms, 30s, 5m, 24h or a number of seconds");
-      }
-      if (name == "wait") {
-        if (ms > request_limits.max_wait_ms) {
-          return invalid("wait is longer than the server's maximum of " +
-                         std::to_string(request_limits.max_wait_ms) + "ms");
-        }
-        out->wait_ms = ms;
-      } else if (name == "ttl") {
-        if (ms <= 0 || ms > limits::kMaxTtlMs) return invalid("ttl must be more than 0 and at most 366 days");
-        out->ttl_ms = ms;
-      } else {
-        if (ms <= 0 || ms > request_limits.max_lease_ms) {
-          return invalid("lease must be more than 0 and at most " + std::to_string(request_limits.max_lease_ms) +
-                         "ms");
-        }
-        out->lease_ms = ms;
-      }
-    } else if (name == "rid") {
-      if (value.empty() || value.size() > limits::kMaxRidBytes) return invalid("rid must be 1-128 bytes");
-      out->rid = std::string(value);
-    } else if (name == "id") {
-      uint64_t id = 0;
-      if (!parse_u64(value, &id) || id == 0) return invalid("id must be a message id (a positive whole number)");
-      out->message_id = id;
-    }
-  }
+  Status error;
+  for_each_parameter(parameters, [&](std::string_view name, std::string_view value) {
+    error = apply_parameter(name, value, request_limits, &seen, out);
+    return error.is_ok();
+  });
+  if (!error.is_ok()) return error;
   if ((out->op == Operation::kAck || out->op == Operation::kNack) && !out->message_id) {
     return invalid(std::string(operation_name(out->op)) + " needs id=<message id>");
   }

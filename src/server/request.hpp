@@ -55,6 +55,27 @@ bool parse_duration_ms(std::string_view text, int64_t* out_ms);
 Status parse_query(std::string_view prefix, std::string_view key, std::string_view parameters,
                    const RequestLimits& limits, Request* out);
 
+// The value of `name` in selector parameters (`k=v;k=v`); empty when absent.
+std::string find_parameter(std::string_view parameters, std::string_view name);
+
+// Calls `visit(name, value)` for each non-empty `name[=value]` pair of
+// selector parameters, in order, until it returns false.
+template <typename Visit>
+void for_each_parameter(std::string_view parameters, Visit visit) {
+  size_t pos = 0;
+  while (pos < parameters.size()) {
+    size_t end = parameters.find(';', pos);
+    if (end == std::string_view::npos) end = parameters.size();
+    const std::string_view pair = parameters.substr(pos, end - pos);
+    pos = end + 1;
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    const std::string_view name = pair.substr(0, eq);
+    const std::string_view value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    if (!visit(name, value)) return;
+  }
+}
+
 // Parses the key of a fire-and-forget publication: `prefix/<box>` only.
 Status parse_publication_key(std::string_view prefix, std::string_view key, std::string* mailbox);
 

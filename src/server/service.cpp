@@ -378,20 +378,6 @@ std::string status_json(uint64_t node_id, const RaftNodeStatus& s) {
   return out;
 }
 
-// Reads `name=value` from a selector's parameters.
-std::string parameter(std::string_view parameters, std::string_view name) {
-  size_t pos = 0;
-  while (pos < parameters.size()) {
-    size_t end = parameters.find(';', pos);
-    if (end == std::string_view::npos) end = parameters.size();
-    const std::string_view pair = parameters.substr(pos, end - pos);
-    pos = end + 1;
-    const size_t eq = pair.find('=');
-    if (eq != std::string_view::npos && pair.substr(0, eq) == name) return std::string(pair.substr(eq + 1));
-  }
-  return {};
-}
-
 }  // namespace
 
 void MailboxService::on_admin_query(zenoh::Query&& raw) {
@@ -410,8 +396,8 @@ void MailboxService::on_admin_query(zenoh::Query&& raw) {
     return reply_error(std::move(query), Status::error(ErrorCode::kInvalidArgument,
                                                        "unknown cluster operation: use status, add, remove, transfer"));
   }
-  const std::string id_text = parameter(query->parameters(), "id");
-  request.address = parameter(query->parameters(), "address");
+  const std::string id_text = find_parameter(query->parameters(), "id");
+  request.address = find_parameter(query->parameters(), "address");
   char* end = nullptr;
   request.id = id_text.empty() ? 0 : std::strtoull(id_text.c_str(), &end, 10);
   const bool id_ok = id_text.empty() ? request.op == MembershipRequest::Op::kTransfer : *end == '\0' && request.id > 0;

@@ -166,6 +166,19 @@ def run_workload(clients, stop, acked, consumed, errors, producers=4, consumers=
     return threads
 
 
+def drain_into(client, consumed):
+    """Consumes everything left in `load`, in batches, into `consumed`."""
+    while True:
+        kind, body = client.consume("load", "n=1000")
+        if kind == "err":
+            assert body["code"] == "empty", body
+            return
+        offset = 0
+        for m in body["attachment"]["messages"]:
+            consumed.append((m["id"], body["payload"][offset:offset + m["size"]]))
+            offset += m["size"]
+
+
 def check_exactly_once(acked, consumed):
     ids = [i for i, _ in consumed]
     dups = {i for i in ids if ids.count(i) > 1}
@@ -196,15 +209,7 @@ def test_leader_killed_and_restarted_under_load_loses_nothing(cluster3):
     assert len(acked) > 50, "the workload made progress"
     # Drain what is left (consumers stop at the first empty after `stop`).
     drain = clients[0]
-    while True:
-        kind, body = drain.consume("load", "n=1000")
-        if kind == "err":
-            assert body["code"] == "empty", body
-            break
-        offset = 0
-        for m in body["attachment"]["messages"]:
-            consumed.append((m["id"], body["payload"][offset:offset + m["size"]]))
-            offset += m["size"]
+    drain_into(drain, consumed)
     check_exactly_once(acked, consumed)
     for cl in clients:
         cl.close()
@@ -243,14 +248,7 @@ def test_grow_to_five_and_shrink_back_under_load(workdir):
     st = c.statuses(clients[0])
     leader = c.leader(clients[0])
     assert sorted(s["id"] for s in st[leader]["configuration"]) == [1, 2, 3]
-    while True:
-        kind, body = clients[0].consume("load", "n=1000")
-        if kind == "err":
-            break
-        offset = 0
-        for m in body["attachment"]["messages"]:
-            consumed.append((m["id"], body["payload"][offset:offset + m["size"]]))
-            offset += m["size"]
+    drain_into(clients[0], consumed)
     check_exactly_once(acked, consumed)
     assert stats(clients[1], "before")["messages"] == 300
     new.close()
