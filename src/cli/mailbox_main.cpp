@@ -17,6 +17,7 @@
 #include <thread>
 #include <algorithm>
 
+#include "cli/bench.hpp"
 #include "cli/client.hpp"
 #include "server/request.hpp"
 
@@ -219,6 +220,26 @@ int main(int argc, char** argv) {
   auto* cluster_transfer = cluster->add_subcommand("transfer", "move leadership (to id, or to any voter)");
   cluster_transfer->add_option("id", member_id, "the new leader's id (default: any voter)");
 
+  mailbox::BenchOptions bench_options;
+  std::string bench_duration = "10s";
+  std::string bench_warmup = "2s";
+  bool bench_fire_and_forget = false;
+  auto* bench = app.add_subcommand("bench", "load generator: producers and consumers, throughput and latency");
+  bench->add_option("--producers", bench_options.producers, "producer clients")->capture_default_str();
+  bench->add_option("--consumers", bench_options.consumers, "consumer clients")->capture_default_str();
+  bench->add_option("--size", bench_options.message_bytes, "message bytes")->capture_default_str();
+  bench->add_flag("--fire-and-forget", bench_fire_and_forget, "publish instead of acknowledged puts");
+  bench->add_option("--batch", bench_options.batch, "consume n= messages per query")->capture_default_str();
+  bench->add_flag("--rid", bench_options.rid, "every put and consume carries a rid");
+  bench->add_option("--rate", bench_options.rate_per_second, "total put rate per second (0: closed loop)")
+      ->capture_default_str();
+  bench->add_option("--duration", bench_duration, "measured time")->capture_default_str();
+  bench->add_option("--warmup", bench_warmup, "unmeasured time first")->capture_default_str();
+  bench->add_option("--mailbox", bench_options.mailbox, "mailbox (prefix of names with --mailboxes)")
+      ->capture_default_str();
+  bench->add_option("--mailboxes", bench_options.mailboxes, "spread clients over this many mailboxes")
+      ->capture_default_str();
+
   auto* watch = app.add_subcommand("watch", "consume messages as they arrive (long-poll loop); Ctrl-C stops");
   watch->add_option("mailbox", box, "mailbox name")->required();
   watch->add_option("--lease", lease, "lease each message for this long");
@@ -226,6 +247,22 @@ int main(int argc, char** argv) {
   watch->add_option("--wait", wait, "long-poll wait per query")->default_str("30s");
   watch->add_option("--limit", watch_limit, "stop after this many messages (0: never)");
   CLI11_PARSE(app, argc, argv);
+
+  if (bench->parsed()) {
+    int64_t duration_ms = 0;
+    int64_t warmup_ms = 0;
+    if (!mailbox::parse_duration_ms(bench_duration, &duration_ms) || duration_ms <= 0 ||
+        !mailbox::parse_duration_ms(bench_warmup, &warmup_ms)) {
+      std::cerr << "mailbox: bad --duration or --warmup\n";
+      return kExitUsage;
+    }
+    bench_options.connect = connect;
+    bench_options.prefix = prefix;
+    bench_options.acknowledged = !bench_fire_and_forget;
+    bench_options.duration_s = static_cast<double>(duration_ms) / 1000.0;
+    bench_options.warmup_s = static_cast<double>(warmup_ms) / 1000.0;
+    return mailbox::run_bench(bench_options, json);
+  }
 
   if (cluster->parsed()) {
     std::string error;

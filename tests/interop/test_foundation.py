@@ -246,3 +246,30 @@ def test_cli_every_parameter_and_watch(node, client):
     assert [json.loads(l)["payload"] for l in out.decode().splitlines()] == ["w1", "w2"]
     assert stats_messages(client, "w") == 0, "auto-acked"
     assert stats_messages(client, "c2") == 1
+
+
+def test_cli_bench_reports_throughput_and_latency(node, client):
+    r = run_cli(node, "--json", "bench", "--producers", "2", "--consumers", "2", "--duration", "1s",
+                "--warmup", "500ms", "--rid", "--batch", "4")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["puts_per_second"] > 0 and report["messages_consumed_per_second"] > 0
+    for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"):
+        assert report["put_latency"][k] >= 0
+    assert report["put_latency"]["p50_ms"] <= report["put_latency"]["p99_ms"] <= report["put_latency"]["max_ms"]
+    assert report["errors"] == 0
+
+
+def test_config_file(workdir):
+    port_node = Node(workdir / "cfg")
+    conf = workdir / "node.toml"
+    conf.write_text(f'node-id = 5\nraft-address = "127.0.0.1:{port_node.raft_port}"\n'
+                    f'peer = ["5=127.0.0.1:{port_node.raft_port}"]\nprefix = "cfg/box"\n')
+    port_node.extra_args = ["--config", str(conf)]
+    port_node.start()
+    c = Client(port_node.endpoint)
+    c.wait_ready(prefix="cfg/box")
+    kind, body = c.one("cfg/box/@cluster/node/5/status")
+    assert kind == "ok" and json.loads(body["payload"])["id"] == 5
+    c.close()
+    port_node.stop()
