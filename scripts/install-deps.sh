@@ -29,7 +29,7 @@ missing_packages() {
   if dpkg-query -W -f='${Version}' libraft-dev 2>/dev/null | grep -q "^${required_raft_version}"; then :; else
     [[ " ${missing[*]} " == *" libraft-dev "* ]] || missing+=(libraft-dev)
   fi
-  printf '%s\n' "${missing[@]}"
+  if ((${#missing[@]})); then printf '%s\n' "${missing[@]}"; fi
 }
 
 add_backports_source() {
