@@ -29,6 +29,20 @@ int64_t wall_clock_ms() {
       .count();
 }
 
+// A configuration of `voters`, all voting; the caller closes it on success.
+Status voters_configuration(const std::vector<RaftPeer>& voters, raft_configuration* configuration) {
+  raft_configuration_init(configuration);
+  for (const auto& peer : voters) {
+    const int rv = raft_configuration_add(configuration, peer.id, peer.address.c_str(), RAFT_VOTER);
+    if (rv != 0) {
+      raft_configuration_close(configuration);
+      return Status::error(ErrorCode::kInvalidArgument, std::string("bad voter ") + std::to_string(peer.id) + ": " +
+                                                            raft_strerror(rv));
+    }
+  }
+  return Status::ok();
+}
+
 int64_t steady_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -326,14 +340,8 @@ Status RaftNode::Impl::open_raft() {
   if (options.recover) {
     if (pristine) return Status::error(ErrorCode::kInvalidArgument, "--recover needs an existing data directory");
     raft_configuration configuration;
-    raft_configuration_init(&configuration);
-    for (const auto& peer : options.initial_voters) {
-      rv = raft_configuration_add(&configuration, peer.id, peer.address.c_str(), RAFT_VOTER);
-      if (rv != 0) {
-        raft_configuration_close(&configuration);
-        return Status::error(ErrorCode::kInternal, std::string("raft_configuration_add: ") + raft_strerror(rv));
-      }
-    }
+    Status built = voters_configuration(options.initial_voters, &configuration);
+    if (!built.is_ok()) return built;
     rv = raft_recover(&raft_instance, &configuration);
     raft_configuration_close(&configuration);
     if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("raft_recover: ") + raft_errmsg(&raft_instance));
@@ -341,14 +349,8 @@ Status RaftNode::Impl::open_raft() {
              options.data_dir.c_str());
   } else if (pristine && !options.initial_voters.empty()) {
     raft_configuration configuration;
-    raft_configuration_init(&configuration);
-    for (const auto& peer : options.initial_voters) {
-      rv = raft_configuration_add(&configuration, peer.id, peer.address.c_str(), RAFT_VOTER);
-      if (rv != 0) {
-        raft_configuration_close(&configuration);
-        return Status::error(ErrorCode::kInternal, std::string("raft_configuration_add: ") + raft_strerror(rv));
-      }
-    }
+    Status built = voters_configuration(options.initial_voters, &configuration);
+    if (!built.is_ok()) return built;
     rv = raft_bootstrap(&raft_instance, &configuration);
     raft_configuration_close(&configuration);
     if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
