@@ -2,6 +2,8 @@
 
 #include <uv.h>
 
+#include <pthread.h>
+
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -10,6 +12,7 @@
 
 #include "core/assert.hpp"
 #include "core/limits.hpp"
+#include "replication/nodelay_transport.hpp"
 #include "replication/raft_include.hpp"
 #include "util/log.hpp"
 
@@ -105,7 +108,7 @@ struct RaftNode::Impl {
   uv_loop_t loop{};
   uv_async_t wakeup{};
   uv_timer_t status_timer{};
-  raft_uv_transport transport{};
+  NoDelayTransport transport;
   raft_io io{};
   raft_fsm fsm{};
   raft raft_instance{};
@@ -309,11 +312,10 @@ Status RaftNode::Impl::open_raft() {
 
   int rv = uv_loop_init(&loop);
   if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("uv_loop_init: ") + uv_strerror(rv));
-  transport.version = 1;
-  rv = raft_uv_tcp_init(&transport, &loop);
+  rv = nodelay_transport_init(&transport, &loop);
   if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("raft_uv_tcp_init: ") + raft_strerror(rv));
   transport_initialized = true;
-  rv = raft_uv_init(&io, &loop, options.data_dir.c_str(), &transport);
+  rv = raft_uv_init(&io, &loop, options.data_dir.c_str(), &transport.outer);
   if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("raft_uv_init: ") + io.errmsg);
   io_initialized = true;
   // Auto-recovery can drop entries this node had acknowledged: never.
@@ -803,7 +805,7 @@ void RaftNode::Impl::begin_close() {
 void RaftNode::Impl::on_raft_closed(raft* r) {
   auto* self = static_cast<Impl*>(r->data);
   raft_uv_close(&self->io);
-  raft_uv_tcp_close(&self->transport);
+  nodelay_transport_close(&self->transport);
   self->running.store(false);
 }
 
@@ -893,6 +895,7 @@ Status RaftNode::start() {
   std::promise<Status> started;
   auto started_future = started.get_future();
   loop_thread_ = std::thread([this, &started] {
+    pthread_setname_np(pthread_self(), "mbx-raft-loop");
     Impl& impl = *impl_;
     Status s = impl.open_raft();
     if (!s.is_ok()) {
@@ -901,11 +904,11 @@ Status RaftNode::start() {
         raft_close(&impl.raft_instance, [](raft* r) {
           auto* self = static_cast<Impl*>(r->data);
           raft_uv_close(&self->io);
-          raft_uv_tcp_close(&self->transport);
+          nodelay_transport_close(&self->transport);
         });
       } else {
         if (impl.io_initialized) raft_uv_close(&impl.io);
-        if (impl.transport_initialized) raft_uv_tcp_close(&impl.transport);
+        if (impl.transport_initialized) nodelay_transport_close(&impl.transport);
       }
       uv_run(&impl.loop, UV_RUN_DEFAULT);
       uv_loop_close(&impl.loop);

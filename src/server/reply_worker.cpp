@@ -1,8 +1,14 @@
 #include "server/reply_worker.hpp"
 
+#include <pthread.h>
+
 namespace mailbox {
 
-ReplyWorker::ReplyWorker() : thread_([this] { run(); }) {}
+ReplyWorker::ReplyWorker()
+    : thread_([this] {
+        pthread_setname_np(pthread_self(), "mbx-replies");
+        run();
+      }) {}
 
 ReplyWorker::~ReplyWorker() { stop(); }
 

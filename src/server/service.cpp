@@ -2,6 +2,8 @@
 
 #include "server/replies.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include "util/log.hpp"
@@ -81,6 +83,7 @@ void MailboxService::resync_leader_tokens() {
 }
 
 void MailboxService::watch_role() {
+  pthread_setname_np(pthread_self(), "mbx-roles");
   constexpr auto kRoleCheckInterval = std::chrono::milliseconds(20);
   std::unique_lock<std::mutex> wait_lock(watcher_mutex_);
   while (!watcher_wakeup_.wait_for(wait_lock, kRoleCheckInterval, [this] { return watcher_stop_; })) {
