@@ -94,7 +94,17 @@ class Client:
         endpoints = endpoint if isinstance(endpoint, list) else [endpoint]
         conf.insert_json5("connect/endpoints", json.dumps(endpoints))
         conf.insert_json5("scouting/multicast/enabled", "false")
-        self.session = zenoh.open(conf)
+        # A router that has just started listening may not finish a handshake
+        # yet: retry for a few seconds.
+        deadline = time.time() + 10
+        while True:
+            try:
+                self.session = zenoh.open(conf)
+                break
+            except zenoh.ZError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def close(self):
         self.session.close()
