@@ -13,11 +13,13 @@ ReplyWorker::ReplyWorker()
 ReplyWorker::~ReplyWorker() { stop(); }
 
 void ReplyWorker::push(std::function<void()> task) {
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     tasks_.push_back(std::move(task));
+    wake = idle_;  // a busy worker takes the task on its next round
   }
-  ready_.notify_one();
+  if (wake) ready_.notify_one();
 }
 
 void ReplyWorker::stop() {
@@ -34,7 +36,9 @@ void ReplyWorker::run() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
+      idle_ = true;
       ready_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+      idle_ = false;
       if (tasks_.empty() && stopping_) return;
       batch.swap(tasks_);
     }

@@ -34,6 +34,7 @@ class ReplyWorker {
   std::condition_variable ready_;
   std::deque<std::function<void()>> tasks_;
   bool stopping_ = false;
+  bool idle_ = false;  // the worker waits for tasks (under mutex_)
   std::thread thread_;
 };
 
