@@ -161,6 +161,7 @@ struct RaftNode::Impl {
   std::vector<RaftServerInfo> configuration_view;
   std::string state_name;
   std::atomic<size_t> voters{0};
+  std::atomic<bool> sole_voter{false};
 
   // --- setup, on the loop thread before the loop runs ---
   Status open_raft();
@@ -394,8 +395,8 @@ void RaftNode::Impl::refresh_status() {
     std::abort();
   }
   const bool leader_now = raft_role == RAFT_LEADER;
-  if (is_leader.load() && !leader_now) {
-    // Leadership lost: waiters must go and find the new leader.
+  if (!leader_now && waiter_count > 0) {
+    // Not (or no longer) the leader: waiters must go and find the new one.
     fail_waiters(Status::error(ErrorCode::kUnavailable, "this node is no longer the leader; retry"));
   }
   is_leader.store(leader_now);
@@ -409,6 +410,8 @@ void RaftNode::Impl::refresh_status() {
       servers.push_back(RaftServerInfo{server.id, server.address, role});
     }
     voters.store(voter_count);
+    sole_voter.store(voter_count == 1 && servers.size() == 1 && servers[0].id == options.node_id &&
+                     servers[0].role == "voter");
     std::lock_guard<std::mutex> lock(status_mutex);
     configuration_view = std::move(servers);
     state_name = raft_state_name(raft_role);
@@ -596,7 +599,10 @@ void RaftNode::Impl::drive() {
     if (!barrier_in_flight && !waiting_reads.empty()) issue_barrier();
     return;
   }
-  // Not the leader. Another known leader serves through its own queryable:
+  // Not the leader. Reads that waited for a barrier go back to the queue.
+  for (auto& r : waiting_reads) parked_reads.push_back(std::move(r));
+  waiting_reads.clear();
+  // Another known leader serves through its own queryable:
   // refuse at once. With no leader known, wait a bounded time for this node
   // to become it (a cluster of one at start-up, or a re-election).
   raft_id known_leader = 0;
@@ -824,9 +830,22 @@ void RaftNode::Impl::change_membership(PendingMembership&& pending) {
   change->request.data = change.get();
   change->transfer.data = change.get();
   switch (req.op) {
-    case MembershipRequest::Op::kAdd:
-      rv = raft_add(&raft_instance, &change->request, req.id, req.address.c_str(), &Impl::on_changed);
+    case MembershipRequest::Op::kAdd: {
+      // Already in the configuration but not voting (an earlier promotion
+      // failed): promote it.
+      bool present = false;
+      for (unsigned i = 0; i < raft_instance.configuration.n; ++i) {
+        const raft_server& server = raft_instance.configuration.servers[i];
+        if (server.id == req.id && server.role != RAFT_VOTER) present = true;
+      }
+      if (present) {
+        change->promoting = true;
+        rv = raft_assign(&raft_instance, &change->request, req.id, RAFT_VOTER, &Impl::on_changed);
+      } else {
+        rv = raft_add(&raft_instance, &change->request, req.id, req.address.c_str(), &Impl::on_changed);
+      }
       break;
+    }
     case MembershipRequest::Op::kRemove:
       rv = raft_remove(&raft_instance, &change->request, req.id, &Impl::on_changed);
       break;
@@ -835,7 +854,9 @@ void RaftNode::Impl::change_membership(PendingMembership&& pending) {
       break;
   }
   if (rv != 0) {
-    const ErrorCode code = rv == RAFT_NOTLEADER ? ErrorCode::kUnavailable : ErrorCode::kInvalidArgument;
+    // Retryable: not the leader, or another change is still in progress.
+    const ErrorCode code =
+        rv == RAFT_NOTLEADER || rv == RAFT_CANTCHANGE ? ErrorCode::kUnavailable : ErrorCode::kInvalidArgument;
     change->pending.done(Status::error(code, std::string(raft_strerror(rv)) + ": " + raft_errmsg(&raft_instance)));
     return;
   }
@@ -998,6 +1019,7 @@ bool RaftNode::submit_read(ReadRequest read, ReadCallback done) {
 bool RaftNode::is_leader() const { return impl_ && impl_->is_leader.load(); }
 uint64_t RaftNode::leader_id() const { return impl_ ? impl_->leader_id.load() : 0; }
 size_t RaftNode::voters() const { return impl_ ? impl_->voters.load() : 0; }
+bool RaftNode::single_voter() const { return impl_ && impl_->sole_voter.load(); }
 
 RaftNodeStatus RaftNode::status() const {
   RaftNodeStatus s;

@@ -148,6 +148,9 @@ class RaftNode {
   bool is_leader() const;
   uint64_t leader_id() const;
   size_t voters() const;
+  // True when the configuration is this node alone, as a voter (a cluster
+  // of one). False for a node waiting to be added.
+  bool single_voter() const;
   uint64_t node_id() const { return options_.node_id; }
 
   struct Impl;  // loop-thread state, defined in raft_node.cpp

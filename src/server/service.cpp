@@ -12,6 +12,11 @@ namespace mailbox {
 namespace {
 constexpr std::string_view kDefaultEncoding = "zenoh/bytes";
 
+int64_t steady_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // A non-zero 64-bit id of a publication from its Zenoh timestamp (FNV-1a).
 uint64_t publication_id(std::string_view timestamp) {
   uint64_t h = 1469598103934665603ULL;
@@ -88,6 +93,7 @@ void MailboxService::watch_role() {
   std::unique_lock<std::mutex> wait_lock(watcher_mutex_);
   while (!watcher_wakeup_.wait_for(wait_lock, kRoleCheckInterval, [this] { return watcher_stop_; })) {
     update_declarations();
+    settle_undecided(/*all=*/false);
   }
 }
 
@@ -135,8 +141,10 @@ void MailboxService::stop_accepting() {
   if (role_watcher_.joinable()) role_watcher_.join();
   while (token_resyncs_in_flight_.load() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   std::lock_guard<std::mutex> lock(declarations_mutex_);
-  queryable_.reset();
+  // The token goes first: followers must not stay silent for queries this
+  // node no longer receives.
   leader_token_.reset();
+  queryable_.reset();
   admin_queryable_.reset();
   subscriber_.reset();
   leader_watch_.reset();
@@ -146,21 +154,72 @@ bool MailboxService::may_act(SharedQuery& query) {
   if (node_.is_leader()) return true;
   const uint64_t leader = node_.leader_id();
   // A cluster of one waits (boundedly) for itself to win its election.
-  if (leader == 0 && node_.voters() <= 1) return true;
+  if (leader == 0 && node_.single_voter()) return true;
   if (leader_token_seen(leader)) {
     // The live leader got this query too and answers it.
     query.reset();
     release();
     return false;
   }
-  std::string message = leader == 0 ? "no leader: the cluster is electing one or has lost its quorum; retry"
-                                    : "node " + std::to_string(options_.node_id) + " cannot reach a live leader (node " +
-                                          std::to_string(leader) + " was); retry";
-  reply_error(std::move(query), Status::error(ErrorCode::kUnavailable, std::move(message)));
+  if (leader != 0 && leader != options_.node_id) {
+    // A leader this node knows of, whose token it does not see yet (just
+    // elected) or any more (gone): wait a little before answering for it.
+    std::lock_guard<std::mutex> lock(undecided_mutex_);
+    if (undecided_.size() < limits::kMaxUndecidedQueries) {
+      undecided_.push_back(Undecided{std::move(query), steady_now_ms() + limits::kLeaderTokenGraceMs});
+      return false;
+    }
+  }
+  reply_error(std::move(query), Status::error(ErrorCode::kUnavailable, unavailable_message(leader)));
   return false;
 }
 
-void MailboxService::drain_replies() { worker_.stop(); }
+std::string MailboxService::unavailable_message(uint64_t leader) const {
+  return leader == 0 ? "no leader: the cluster is electing one or has lost its quorum; retry"
+                     : "node " + std::to_string(options_.node_id) + " cannot reach a live leader (node " +
+                           std::to_string(leader) + " was); retry";
+}
+
+// Queries held by a follower that knew a leader but not its token: finished
+// silently once the token shows (the leader answered), answered
+// `unavailable` when the grace period ends.
+void MailboxService::settle_undecided(bool all) {
+  std::vector<Undecided> settle;
+  {
+    std::lock_guard<std::mutex> lock(undecided_mutex_);
+    const int64_t now = steady_now_ms();
+    for (size_t i = 0; i < undecided_.size();) {
+      if (all || undecided_[i].deadline_ms <= now || leader_token_seen(node_.leader_id()) || node_.is_leader()) {
+        settle.push_back(std::move(undecided_[i]));
+        undecided_[i] = std::move(undecided_.back());
+        undecided_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+  }
+  const uint64_t leader = node_.leader_id();
+  const bool seen = leader_token_seen(leader);
+  for (auto& u : settle) {
+    if (seen || node_.is_leader()) {
+      // The leader answers it (or, if this node just became the leader, the
+      // client retries: it never reached this node's Raft).
+      if (node_.is_leader()) {
+        reply_error(std::move(u.query), Status::error(ErrorCode::kUnavailable, "leadership moved; retry"));
+      } else {
+        u.query.reset();
+        release();
+      }
+    } else {
+      reply_error(std::move(u.query), Status::error(ErrorCode::kUnavailable, unavailable_message(leader)));
+    }
+  }
+}
+
+void MailboxService::drain_replies() {
+  settle_undecided(/*all=*/true);
+  worker_.stop();
+}
 
 bool MailboxService::admit() {
   if (inflight_.fetch_add(1, std::memory_order_relaxed) >= limits::kMaxInflightRequests) {
@@ -174,6 +233,11 @@ bool MailboxService::admit() {
 void MailboxService::on_query(zenoh::Query&& raw) {
   counters_.queries.fetch_add(1, std::memory_order_relaxed);
   auto query = std::make_shared<zenoh::Query>(std::move(raw));
+  // Only the node that acts answers (one reply per query, bad input
+  // included): decide that first.
+  inflight_.fetch_add(1, std::memory_order_relaxed);
+  if (!may_act(query)) return;
+  release();
   if (!admit()) {
     // Not admitted: answer without counting it (bounded by Zenoh's own queues).
     inflight_.fetch_add(1, std::memory_order_relaxed);
@@ -188,7 +252,6 @@ void MailboxService::on_query(zenoh::Query&& raw) {
     return reply_error(std::move(query), Status::error(ErrorCode::kInvalidArgument,
                                                        std::string(operation_name(request.op)) + " takes no payload"));
   }
-  if (!may_act(query)) return;
   switch (request.op) {
     case Operation::kPut:
       return submit_put(std::move(query), std::move(request));
@@ -322,7 +385,7 @@ void MailboxService::on_publication(const zenoh::Sample& sample) {
   counters_.publications.fetch_add(1, std::memory_order_relaxed);
   std::string mailbox;
   Status s = parse_publication_key(options_.prefix, sample.key, &mailbox);
-  const bool leads = node_.is_leader() || (node_.leader_id() == 0 && node_.voters() <= 1);
+  const bool leads = node_.is_leader() || (node_.leader_id() == 0 && node_.single_voter());
   if (!leads) return;  // the leader stores it
   if (!s.is_ok() || sample.payload.empty() || sample.payload.size() > options_.max_payload_bytes ||
       sample.encoding.size() > limits::kMaxEncodingBytes || !admit()) {

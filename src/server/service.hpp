@@ -98,6 +98,8 @@ class MailboxService {
   // when this node must not act on it.
   bool may_act(SharedQuery& query);
   bool leader_token_seen(uint64_t leader) const;
+  std::string unavailable_message(uint64_t leader) const;
+  void settle_undecided(bool all);
   void on_publication(const zenoh::Sample& sample);
   bool admit();
   void release() { inflight_.fetch_sub(1, std::memory_order_relaxed); }
@@ -127,6 +129,12 @@ class MailboxService {
   std::vector<uint64_t> live_leader_tokens_;  // node ids whose leader token is alive
   int64_t last_token_resync_ms_ = 0;           // role watcher only
   std::atomic<int> token_resyncs_in_flight_{0};
+  struct Undecided {
+    SharedQuery query;
+    int64_t deadline_ms = 0;  // steady clock
+  };
+  std::mutex undecided_mutex_;
+  std::vector<Undecided> undecided_;  // bounded by limits::kMaxUndecidedQueries
   std::thread role_watcher_;
   std::mutex watcher_mutex_;
   std::condition_variable watcher_wakeup_;

@@ -272,3 +272,12 @@ def test_recover_from_losing_a_majority(cluster3):
     assert [m["id"] for m in body["attachment"]["messages"]] == ids
     client.put_ack("dr", b"after recovery")
     client.close()
+
+
+def test_bad_input_gets_exactly_one_reply_from_a_cluster(cluster3):
+    c, clients = cluster3
+    for client in clients:
+        for selector in (f"{PREFIX}/x?n=abc", f"{PREFIX}/x/frobnicate", f"{PREFIX}/x/put"):
+            replies = client.query(selector, target=zenoh.QueryTarget.ALL)
+            assert len(replies) == 1, (selector, replies)
+            assert replies[0][0] == "err" and replies[0][1]["code"] == "invalid_argument"
