@@ -184,12 +184,15 @@ std::string MailboxService::unavailable_message(uint64_t leader) const {
 // silently once the token shows (the leader answered), answered
 // `unavailable` when the grace period ends.
 void MailboxService::settle_undecided(bool all) {
+  const uint64_t leader = node_.leader_id();
+  const bool seen = leader_token_seen(leader);
+  const bool leading = node_.is_leader();
   std::vector<Undecided> settle;
   {
     std::lock_guard<std::mutex> lock(undecided_mutex_);
     const int64_t now = steady_now_ms();
     for (size_t i = 0; i < undecided_.size();) {
-      if (all || undecided_[i].deadline_ms <= now || leader_token_seen(node_.leader_id()) || node_.is_leader()) {
+      if (all || seen || leading || undecided_[i].deadline_ms <= now) {
         settle.push_back(std::move(undecided_[i]));
         undecided_[i] = std::move(undecided_.back());
         undecided_.pop_back();
@@ -198,18 +201,13 @@ void MailboxService::settle_undecided(bool all) {
       }
     }
   }
-  const uint64_t leader = node_.leader_id();
-  const bool seen = leader_token_seen(leader);
   for (auto& u : settle) {
-    if (seen || node_.is_leader()) {
-      // The leader answers it (or, if this node just became the leader, the
-      // client retries: it never reached this node's Raft).
-      if (node_.is_leader()) {
-        reply_error(std::move(u.query), Status::error(ErrorCode::kUnavailable, "leadership moved; retry"));
-      } else {
-        u.query.reset();
-        release();
-      }
+    if (leading) {
+      // Never handed to this node's Raft: the client retries at the leader.
+      reply_error(std::move(u.query), Status::error(ErrorCode::kUnavailable, "leadership moved; retry"));
+    } else if (seen) {
+      u.query.reset();  // the live leader answers it
+      release();
     } else {
       reply_error(std::move(u.query), Status::error(ErrorCode::kUnavailable, unavailable_message(leader)));
     }

@@ -130,6 +130,7 @@ class Sim {
   void heal();
   int leader_index();
   bool submit(std::vector<Command> commands);
+  void keep_for_retry(const std::vector<Command>& commands);
   Command random_command();
   void record(const Request& req, const std::vector<CommandResult>& results);
   void drain();
@@ -264,11 +265,7 @@ void Sim::on_applied(struct raft_apply* raw, int status, void*) {
   sim->in_flight_ -= 1;
   if (status != 0) {
     // Unknown outcome: retry every command that has a rid, with that rid.
-    for (const auto& c : req->entry.commands) {
-      if (const auto* p = std::get_if<PutCommand>(&c); p && !p->rid.empty()) sim->retries_.push_back(c);
-      if (const auto* k = std::get_if<ConsumeCommand>(&c); k && !k->rid.empty()) sim->retries_.push_back(c);
-      if (std::holds_alternative<AckCommand>(c) || std::holds_alternative<NackCommand>(c)) sim->retries_.push_back(c);
-    }
+    sim->keep_for_retry(req->entry.commands);
     sim->log("entry at %llu: outcome unknown (%s)", static_cast<unsigned long long>(req->apply.index),
              raft_strerror(status));
     return;
@@ -317,15 +314,21 @@ void Sim::record(const Request& req, const std::vector<CommandResult>& results) 
   }
 }
 
+// Commands whose outcome is unknown (or that were never sent) and carry a
+// rid are retried with it; puts without one are simply not acknowledged.
+void Sim::keep_for_retry(const std::vector<Command>& commands) {
+  for (const auto& c : commands) {
+    if (const auto* p = std::get_if<PutCommand>(&c); p && p->rid.empty()) continue;
+    if (std::holds_alternative<SweepCommand>(c) || std::holds_alternative<ConfigureCommand>(c)) continue;
+    retries_.push_back(c);
+  }
+}
+
 bool Sim::submit(std::vector<Command> commands) {
   const int leader = leader_index();
   if (leader < 0 || in_flight_ >= kMaxInFlight) {
     // Not sent: keep what must be retried.
-    for (const auto& c : commands) {
-      if (const auto* p = std::get_if<PutCommand>(&c); p && !p->rid.empty()) retries_.push_back(c);
-      if (const auto* k = std::get_if<ConsumeCommand>(&c); k && !k->rid.empty()) retries_.push_back(c);
-      if (std::holds_alternative<AckCommand>(c) || std::holds_alternative<NackCommand>(c)) retries_.push_back(c);
-    }
+    keep_for_retry(commands);
     return false;
   }
   auto req = std::make_unique<Request>();
@@ -343,11 +346,7 @@ bool Sim::submit(std::vector<Command> commands) {
   const int rv = raft_apply(raft_fixture_get(&fixture_, req->server), &req->apply, &buf, 1, &Sim::on_applied);
   if (rv != 0) {
     if (rv == RAFT_NOTLEADER) raft_free(buf.base);
-    for (const auto& c : req->entry.commands) {
-      if (const auto* p = std::get_if<PutCommand>(&c); p && !p->rid.empty()) retries_.push_back(c);
-      if (const auto* k = std::get_if<ConsumeCommand>(&c); k && !k->rid.empty()) retries_.push_back(c);
-      if (std::holds_alternative<AckCommand>(c) || std::holds_alternative<NackCommand>(c)) retries_.push_back(c);
-    }
+    keep_for_retry(req->entry.commands);
     return false;
   }
   in_flight_ += 1;
