@@ -9,7 +9,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/mailbox/cargo-target
 PYTHON := .venv/bin/python
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: all deps build run cluster test unit interop sim-long header sanitize clean
+.PHONY: all deps build run cluster test unit interop sim-long header sanitize clean bench
 
 all: build
 
@@ -39,6 +39,14 @@ test: unit interop
 # The deterministic cluster simulation over many more seeds than `make test`.
 sim-long: build
 	$(BUILD_DIR)/cluster_sim --first 1000 --seeds 20000 --steps 1000
+
+# mailbox beside NATS JetStream and RabbitMQ on this machine (docs/BENCHMARKS.md):
+# installs the peers, then writes bench-results/results.json and chart.png.
+# BENCH_DURATION_S / BENCH_WARMUP_S set the durations; BENCH_ARGS="--quick"
+# or "--only mailbox" pass options to bench/suite.py.
+bench: build
+	@./bench/peers/install.sh
+	BUILD_DIR=$(BUILD_DIR) $(PYTHON) bench/suite.py $(BENCH_ARGS)
 
 # Regenerate the bridge's C header after changing bridge/src/lib.rs.
 header:
