@@ -557,9 +557,11 @@ def rabbit_system(args, topology: str, work: Path, rows: list[dict]) -> None:
     finally:
         for i, proc in reversed(started):
             if proc.poll() is None:
-                rabbitmqctl(work, i, "stop", timeout=60, check=False)
+                with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                    rabbitmqctl(work, i, "stop", timeout=60, check=False)
             PROCS.stop(proc, timeout=30)
-        run([EPMD, "-port", PORTS["epmd"], "-kill"], timeout=10, env=epmd_env, check=False)
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+            run([EPMD, "-port", PORTS["epmd"], "-kill"], timeout=10, env=epmd_env, check=False)
         PROCS.stop(epmd)
 
 
