@@ -16,6 +16,7 @@ debian_packages=(
   libuv1-dev libraft-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev
   python3-venv
+  iproute2 iputils-ping nftables
 )
 required_raft_version="0.22"
 

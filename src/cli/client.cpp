@@ -1,5 +1,6 @@
 #include "cli/client.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 
@@ -38,6 +39,15 @@ std::vector<ClientReply> Client::query(const std::string& selector, const zenoh:
       });
   std::unique_lock<std::mutex> lock(state->mutex);
   state->done_cv.wait(lock, [&] { return state->done; });
+  // In a partitioned cluster a query can also reach nodes cut off from the
+  // leader, which answer `unavailable` beside the leader's answer: the
+  // answer of the node that acted comes first (docs/PROTOCOL.md).
+  auto is_unavailable = [](const ClientReply& r) {
+    return !r.ok && r.payload.find("\"code\":\"unavailable\"") != std::string::npos;
+  };
+  std::stable_partition(state->replies.begin(), state->replies.end(), [](const ClientReply& r) { return r.ok; });
+  std::stable_partition(state->replies.begin(), state->replies.end(),
+                        [&](const ClientReply& r) { return !is_unavailable(r); });
   return std::move(state->replies);
 }
 

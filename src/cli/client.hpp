@@ -26,7 +26,9 @@ class Client {
  public:
   static std::unique_ptr<Client> connect(const std::vector<std::string>& endpoints, std::string* error);
 
-  // Sends a query and collects every reply until it ends or times out.
+  // Sends a query and collects every reply until it ends or times out,
+  // decisive first: OK replies, then errors, then `unavailable` (which a
+  // node cut off from the leader may send beside the leader's answer).
   std::vector<ClientReply> query(const std::string& selector, const zenoh::GetOptions& options);
   bool publish(const std::string& key, const std::string& payload, const std::optional<std::string>& encoding);
 

@@ -55,9 +55,12 @@ inline constexpr size_t kMaxRidBytes = 128;
 // Replication batching: commands packed into one Raft log entry.
 inline constexpr size_t kMaxCommandsPerEntry = 4096;
 inline constexpr size_t kMaxEntryBytes = 4 * 1024 * 1024;
-// A follower that knows a leader but cannot see its liveliness token holds a
-// query this long before answering `unavailable` (at most this many at once).
+// A follower that sees no leader's liveliness token holds a query this long
+// before answering `unavailable` (at most this many at once).
 inline constexpr int64_t kLeaderTokenGraceMs = 300;
+// ... and, if asking the network for leader tokens takes longer, this long
+// at most.
+inline constexpr int64_t kMaxUndecidedHoldMs = 2000;
 inline constexpr size_t kMaxUndecidedQueries = 10'000;
 // Requests admitted but not yet answered, across the whole server.
 inline constexpr size_t kMaxInflightRequests = 65536;

@@ -74,17 +74,51 @@ void MailboxService::note_leader_token(std::string_view key, bool alive) {
 }
 
 // A router that connects after a token was declared may never pass it to the
-// liveliness subscriber; when in doubt, ask the network which tokens live.
+// liveliness subscriber, and a router whose link to the leader just came back
+// routes queries there before the token reaches the subscriber: when in
+// doubt, ask the network, both which leader tokens live and (through the
+// same routes as queries take) which node says it leads.
 void MailboxService::resync_leader_tokens() {
   constexpr uint64_t kResyncTimeoutMs = 500;
+  struct Resync {
+    int64_t started_ms = 0;
+    std::atomic<int> pending{2};
+    std::atomic<bool> found_leader{false};
+  };
+  auto resync = std::make_shared<Resync>();
+  resync->started_ms = steady_now_ms();
   token_resyncs_in_flight_.fetch_add(1);
-  const bool started = session_.liveliness_get(
+  auto finish_one = [this, resync] {
+    if (resync->pending.fetch_sub(1) != 1) return;
+    {
+      std::lock_guard<std::mutex> lock(resync_mutex_);
+      if (resync->started_ms > completed_resync_started_ms_) {
+        completed_resync_started_ms_ = resync->started_ms;
+        completed_resync_found_leader_ = resync->found_leader.load();
+      }
+    }
+    token_resyncs_in_flight_.fetch_sub(1);
+  };
+  session_.liveliness_get(
       leader_token_prefix() + "*", kResyncTimeoutMs,
       [this](const zenoh::Reply& r) {
         if (r.ok) note_leader_token(r.key, true);
       },
-      [this] { token_resyncs_in_flight_.fetch_sub(1); });
-  (void)started;  // on failure the done callback has already run
+      finish_one);  // on failure the done callback has already run
+  zenoh::GetOptions options;
+  options.timeout_ms = kResyncTimeoutMs;
+  options.target = zenoh::QueryTarget::kAll;
+  options.consolidation = zenoh::Consolidation::kNone;
+  const std::string self = "{\"id\":" + std::to_string(options_.node_id) + ",";
+  session_.get(
+      options_.prefix + "/@cluster/node/*/status", options,
+      [resync, self](const zenoh::Reply& r) {
+        if (r.ok && r.payload.find("\"state\":\"leader\"") != std::string_view::npos &&
+            r.payload.substr(0, self.size()) != self) {
+          resync->found_leader.store(true);
+        }
+      },
+      finish_one);
 }
 
 void MailboxService::watch_role() {
@@ -97,23 +131,25 @@ void MailboxService::watch_role() {
   }
 }
 
-bool MailboxService::leader_token_seen(uint64_t leader) const {
+bool MailboxService::other_leader_token_seen() const {
   std::lock_guard<std::mutex> lock(leaders_mutex_);
-  return leader != 0 &&
-         std::find(live_leader_tokens_.begin(), live_leader_tokens_.end(), leader) != live_leader_tokens_.end();
+  for (uint64_t id : live_leader_tokens_) {
+    if (id != options_.node_id) return true;
+  }
+  return false;
 }
 
 // The leader token follows leadership; a follower that cannot see its
 // leader's token asks the network again.
 void MailboxService::update_declarations() {
   const bool leader = node_.is_leader();
-  const uint64_t known_leader = node_.leader_id();
-  const bool leader_seen = leader_token_seen(known_leader);
+  const bool leader_seen = other_leader_token_seen();
   constexpr int64_t kTokenResyncIntervalMs = 300;
-  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::steady_clock::now().time_since_epoch())
-                             .count();
-  if (!leader && known_leader != 0 && !leader_seen && now_ms - last_token_resync_ms_ >= kTokenResyncIntervalMs &&
+  const int64_t now_ms = steady_now_ms();
+  // Periodically while no leader is seen, and at once for a query that
+  // arrived after the last resync started (it waits for one).
+  const bool query_waits = newest_undecided_arrival_ms_.load() >= last_token_resync_ms_;
+  if (!leader && !leader_seen && (query_waits || now_ms - last_token_resync_ms_ >= kTokenResyncIntervalMs) &&
       token_resyncs_in_flight_.load() == 0) {
     last_token_resync_ms_ = now_ms;
     resync_leader_tokens();
@@ -150,50 +186,71 @@ void MailboxService::stop_accepting() {
   leader_watch_.reset();
 }
 
+// Every node receives every query (see docs/ARCHITECTURE.md); exactly one
+// should answer, and `unavailable` must mean that no node acted. A follower
+// therefore stays silent while it sees any other node's leader token: that
+// node received the query too and answers it (acting, or answering for
+// itself if it no longer leads). Seeing none, it holds the query for a grace
+// period (a just-elected leader's token may be on its way) and answers
+// `unavailable` only if still none shows.
 bool MailboxService::may_act(SharedQuery& query) {
   if (node_.is_leader()) return true;
-  const uint64_t leader = node_.leader_id();
   // A cluster of one waits (boundedly) for itself to win its election.
-  if (leader == 0 && node_.single_voter()) return true;
-  if (leader_token_seen(leader)) {
-    // The live leader got this query too and answers it.
+  if (node_.leader_id() == 0 && node_.single_voter()) return true;
+  if (other_leader_token_seen()) {
     query.reset();
     release();
     return false;
   }
-  if (leader != 0 && leader != options_.node_id) {
-    // A leader this node knows of, whose token it does not see yet (just
-    // elected) or any more (gone): wait a little before answering for it.
-    std::lock_guard<std::mutex> lock(undecided_mutex_);
-    if (undecided_.size() < limits::kMaxUndecidedQueries) {
-      undecided_.push_back(Undecided{std::move(query), steady_now_ms() + limits::kLeaderTokenGraceMs});
-      return false;
-    }
+  std::lock_guard<std::mutex> lock(undecided_mutex_);
+  if (undecided_.size() < limits::kMaxUndecidedQueries) {
+    const int64_t now = steady_now_ms();
+    undecided_.push_back(Undecided{std::move(query), now, now + limits::kLeaderTokenGraceMs});
+    newest_undecided_arrival_ms_.store(now);
+    return false;
   }
-  reply_error(std::move(query), Status::error(ErrorCode::kUnavailable, unavailable_message(leader)));
+  // Too many held: say nothing rather than a possibly false `unavailable`
+  // (the client's query times out: an unknown outcome).
+  counters_.rejected_overload.fetch_add(1, std::memory_order_relaxed);
+  query.reset();
+  release();
   return false;
 }
 
 std::string MailboxService::unavailable_message(uint64_t leader) const {
-  return leader == 0 ? "no leader: the cluster is electing one or has lost its quorum; retry"
-                     : "node " + std::to_string(options_.node_id) + " cannot reach a live leader (node " +
-                           std::to_string(leader) + " was); retry";
+  const std::string node = "node " + std::to_string(options_.node_id);
+  return leader == 0 ? node + " sees no leader: the cluster is electing one or has lost its quorum; retry"
+                     : node + " cannot reach a live leader (node " + std::to_string(leader) + " was); retry";
 }
 
-// Queries held by a follower that knew a leader but not its token: finished
-// silently once the token shows (the leader answered), answered
-// `unavailable` when the grace period ends.
+// Queries held by a follower that saw no leader token: finished silently
+// once one shows or a resync that started after the query arrived found a
+// leader (that leader answered); answered `unavailable` when the grace
+// period is over and such a resync found none (a router whose link to the
+// leader just came back routes queries there before this node hears of the
+// token), or at the latest after kMaxUndecidedHoldMs.
 void MailboxService::settle_undecided(bool all) {
   const uint64_t leader = node_.leader_id();
-  const bool seen = leader_token_seen(leader);
+  const bool seen = other_leader_token_seen();
   const bool leading = node_.is_leader();
-  std::vector<Undecided> settle;
+  std::vector<std::pair<Undecided, bool>> settle;  // query, a leader answers it
   {
     std::lock_guard<std::mutex> lock(undecided_mutex_);
     const int64_t now = steady_now_ms();
+    int64_t resynced_since = 0;
+    bool resync_found_leader = false;
+    {
+      std::lock_guard<std::mutex> resync_lock(resync_mutex_);
+      resynced_since = completed_resync_started_ms_;
+      resync_found_leader = completed_resync_found_leader_;
+    }
     for (size_t i = 0; i < undecided_.size();) {
-      if (all || seen || leading || undecided_[i].deadline_ms <= now) {
-        settle.push_back(std::move(undecided_[i]));
+      const Undecided& u = undecided_[i];
+      const bool resynced = resynced_since > u.arrival_ms;
+      const bool expired = (u.deadline_ms <= now && resynced) || now - u.arrival_ms >= limits::kMaxUndecidedHoldMs;
+      const bool leader_answers = seen || (resynced && resync_found_leader);
+      if (all || leading || leader_answers || expired) {
+        settle.emplace_back(std::move(undecided_[i]), leader_answers);
         undecided_[i] = std::move(undecided_.back());
         undecided_.pop_back();
       } else {
@@ -201,11 +258,15 @@ void MailboxService::settle_undecided(bool all) {
       }
     }
   }
-  for (auto& u : settle) {
+  for (auto& [u, leader_answers] : settle) {
     if (leading) {
-      // Never handed to this node's Raft: the client retries at the leader.
-      reply_error(std::move(u.query), Status::error(ErrorCode::kUnavailable, "leadership moved; retry"));
-    } else if (seen) {
+      // Never handed to this node's Raft, but a previous leader whose token
+      // this node did not see may have acted on it.
+      reply_error(std::move(u.query),
+                  Status::error(ErrorCode::kUnknownOutcome,
+                                "leadership changed while the query waited; it may have been applied: retry with "
+                                "the same rid"));
+    } else if (leader_answers) {
       u.query.reset();  // the live leader answers it
       release();
     } else {
@@ -346,7 +407,13 @@ void MailboxService::submit_read(SharedQuery query, ReadRequest&& read, bool bat
 
 void MailboxService::reply_error(SharedQuery query, Status status) {
   worker_.push([this, query = std::move(query), status = std::move(status)]() mutable {
-    query->reply_error(error_reply(status), kJsonEncoding);
+    // `unavailable` claims that no node acted. A node that just lost its
+    // leadership while another node's leader token is visible cannot claim
+    // that: the other leader received this query too and answers it.
+    const bool someone_else_answers = status.code == ErrorCode::kUnavailable && !node_.is_leader() &&
+                                      query->key().rfind(options_.prefix + "/@", 0) != 0 &&
+                                      other_leader_token_seen();
+    if (!someone_else_answers) query->reply_error(error_reply(status), kJsonEncoding);
     query.reset();  // finishes the query here, on the worker
     release();
   });

@@ -97,7 +97,7 @@ class MailboxService {
   // False (and the query answered, or finished for the leader to answer)
   // when this node must not act on it.
   bool may_act(SharedQuery& query);
-  bool leader_token_seen(uint64_t leader) const;
+  bool other_leader_token_seen() const;
   std::string unavailable_message(uint64_t leader) const;
   void settle_undecided(bool all);
   void on_publication(const zenoh::Sample& sample);
@@ -129,9 +129,19 @@ class MailboxService {
   std::vector<uint64_t> live_leader_tokens_;  // node ids whose leader token is alive
   int64_t last_token_resync_ms_ = 0;           // role watcher only
   std::atomic<int> token_resyncs_in_flight_{0};
+  // The latest completed resync (liveliness get of the leader tokens plus a
+  // status query to every node): when it started (steady ms) and whether a
+  // node other than this one answered that it leads. A held query is
+  // answered `unavailable` only after a resync that started after it arrived
+  // found no leader.
+  std::mutex resync_mutex_;
+  int64_t completed_resync_started_ms_ = 0;  // guarded by resync_mutex_
+  bool completed_resync_found_leader_ = false;  // guarded by resync_mutex_
+  std::atomic<int64_t> newest_undecided_arrival_ms_{0};
   struct Undecided {
     SharedQuery query;
-    int64_t deadline_ms = 0;  // steady clock
+    int64_t arrival_ms = 0;   // steady clock
+    int64_t deadline_ms = 0;  // steady clock: grace period over
   };
   std::mutex undecided_mutex_;
   std::vector<Undecided> undecided_;  // bounded by limits::kMaxUndecidedQueries

@@ -1,0 +1,530 @@
+#!/usr/bin/env python3
+"""Black-box fault test: real mailboxd processes in network namespaces, a
+nemesis, concurrent Zenoh clients recording a history, and a checker.
+
+    sudo .venv/bin/python tests/chaos/chaos.py --nodes 3 --duration 60 --seed 7
+
+Each node runs in its own network namespace (netns.py); partitions are real
+packet drops. The nemesis (seeded schedule) partitions (majority/minority,
+bridge, one-way, leader isolated), makes links lossy or slow, kills (-9) and
+restarts nodes, and pauses them (SIGSTOP/SIGCONT). Clients connect to
+different nodes (failing over to the others) and put, consume and peek on a
+few mailboxes; every operation is retried with its rid until its outcome is
+known or its retry budget runs out, and recorded once: call time, return
+time, outcome (ok / fail / unknown) and value. After the schedule the network
+is healed, every node is running, the mailboxes are drained (recorded too),
+replicas are compared, and `checker` (tools/checker, Porcupine) checks the
+history for linearizability against a FIFO queue per mailbox and accounts
+for every acknowledged put. Exit status 0 only when nothing is wrong.
+
+Everything of a run is kept in --out (history, node logs, checker report and,
+on a violation, the checker's HTML timeline). Needs root and nftables.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import zenoh
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import netns  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFIX = "forge/mailbox"
+ZENOH_PORT = 7447
+RAFT_PORT = 7450
+ATTEMPT_TIMEOUT_S = 4.0  # one query's Zenoh timeout
+RETRY_BUDGET_S = 30.0  # an operation is retried (same rid) this long, then recorded as unknown/fail
+DRAIN_BUDGET_S = 120.0  # healing, then draining every mailbox, must end within this
+
+
+def log(msg):
+    print(f"[chaos {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Node:
+    def __init__(self, net, i, data_dir, node_count, extra_args):
+        self.net, self.i, self.data_dir = net, i, Path(data_dir)
+        self.node_count = node_count
+        self.extra_args = extra_args
+        self.proc = None
+        self.paused = False
+        self.log_path = self.data_dir.parent / f"n{i}.log"
+
+    @property
+    def endpoint(self):
+        return f"tcp/{self.net.address(self.i)}:{ZENOH_PORT}"
+
+    def start(self, build_dir):
+        args = [str(build_dir / "mailboxd"), "--node-id", str(self.i),
+                "--listen", self.endpoint,
+                "--raft-address", f"{self.net.address(self.i)}:{RAFT_PORT}",
+                "--data-dir", str(self.data_dir), *self.extra_args]
+        for j in range(1, self.node_count + 1):
+            args += ["--peer", f"{j}={self.net.address(j)}:{RAFT_PORT}"]
+            if j != self.i:
+                args += ["--connect", f"tcp/{self.net.address(j)}:{ZENOH_PORT}"]
+        with open(self.log_path, "ab") as out:
+            out.write(f"\n=== start {time.strftime('%H:%M:%S')} ===\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(self.net.ns_command(self.i) + args, stdout=out,
+                                         stderr=subprocess.STDOUT)
+        self.paused = False
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node {self.i} exited with {self.proc.returncode}; see {self.log_path}")
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                if s.connect_ex((self.net.address(self.i), ZENOH_PORT)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"node {self.i} did not listen; see {self.log_path}")
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self):
+        if self.running():
+            self.proc.kill()
+            self.proc.wait()
+
+    def pause(self):
+        if self.running() and not self.paused:
+            self.proc.send_signal(signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self):
+        if self.running() and self.paused:
+            self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def stop(self):
+        self.resume()
+        if self.running():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def open_session(endpoints):
+    conf = zenoh.Config()
+    conf.insert_json5("mode", '"client"')
+    conf.insert_json5("connect/endpoints", json.dumps(endpoints))
+    conf.insert_json5("scouting/multicast/enabled", "false")
+    deadline = time.time() + 30
+    while True:
+        try:
+            return zenoh.open(conf)
+        except zenoh.ZError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+class Recorder:
+    """The history: one JSON object per operation (tools/checker/README.md)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ops = []
+        self.protocol_errors = []  # replies the contract forbids (contradicting replies, unknown codes)
+        self.stats = {}  # counters of notable replies (approximate: updated from several threads)
+
+    def add(self, op):
+        with self.lock:
+            self.ops.append(op)
+
+    def protocol_error(self, text):
+        with self.lock:
+            self.protocol_errors.append(text)
+
+
+def classify(reply):
+    """One reply as ('ok', text) | ('empty',) | ('unavailable',) | ('uncertain', why)
+    | ('protocol', text)."""
+    if reply.ok is not None:
+        return ("ok", reply.ok.payload.to_bytes().decode())
+    try:
+        err = json.loads(reply.err.payload.to_bytes())
+        code = err["code"]
+    except Exception:  # a Zenoh-level error (e.g. timeout) has no JSON payload
+        return ("uncertain", f"error reply {reply.err.payload.to_bytes()[:80]!r}")
+    if code == "empty":
+        return ("empty",)
+    if code == "unavailable":
+        return ("unavailable", err.get("message", ""))
+    if code == "unknown_outcome":
+        return ("uncertain", "unknown_outcome")
+    return ("protocol", f"unexpected error {err}")
+
+
+def attempt(session, selector, payload, stats):
+    """One query, as classify() describes. Several replies to one query are
+    counted. The answer of the node that acted decides (docs/PROTOCOL.md: a
+    node cut off from the leader may answer `unavailable` beside it); two
+    different answers (messages, OK, empty) contradict each other: a
+    protocol error."""
+    try:
+        replies = list(session.get(selector, payload=payload, timeout=ATTEMPT_TIMEOUT_S))
+    except zenoh.ZError as e:
+        return ("uncertain", f"zenoh: {e}")
+    if not replies:
+        return ("uncertain", "no reply")
+    results = [classify(r) for r in replies]
+    if len(results) == 1:
+        return results[0]
+    stats["multiple_replies"] = stats.get("multiple_replies", 0) + 1
+    definite = {r for r in results if r[0] in ("ok", "empty")}
+    kinds = {r[0] for r in results}
+    if len(definite) > 1 or "protocol" in kinds:
+        return ("protocol", f"{time.strftime('%H:%M:%S')} contradicting replies to {selector}: {results}")
+    if definite:
+        if "unavailable" in kinds:
+            stats["unavailable_beside_answer"] = stats.get("unavailable_beside_answer", 0) + 1
+        return next(iter(definite))
+    if "uncertain" in kinds:
+        return ("uncertain", f"replies {results}")
+    return next(r for r in results if r[0] == "unavailable")
+
+
+def perform(session, rec, client_id, op, box, value, rid, stop_retrying):
+    """Runs one operation to a known outcome (retrying with the same rid) and
+    records it. `stop_retrying()` ends retries early (end of the run)."""
+    if op == "put":
+        selector, payload = f"{PREFIX}/{box}/put?rid={rid}", value.encode()
+    elif op == "consume":
+        selector, payload = f"{PREFIX}/{box}?rid={rid}", None
+    else:
+        selector, payload = f"{PREFIX}/{box}/peek", None
+    call_ns = time.monotonic_ns()
+    deadline = time.monotonic() + RETRY_BUDGET_S
+    uncertain = False
+    outcome, result = None, None
+    while True:
+        r = attempt(session, selector, payload, rec.stats)
+        if r[0] == "ok":
+            outcome = "ok"
+            result = value if op == "put" else r[1]
+            break
+        if r[0] == "empty":
+            if op == "put":
+                rec.protocol_error(f"put got empty: {selector}")
+                outcome = "unknown"
+                break
+            outcome, result = "ok", None
+            break
+        if r[0] == "protocol":
+            rec.protocol_error(f"client {client_id}: {r[1]}")
+            uncertain = True
+        elif r[0] == "uncertain":
+            uncertain = True
+        if time.monotonic() > deadline or stop_retrying():
+            outcome = "unknown" if uncertain else "fail"
+            result = value if op == "put" else None
+            break
+        time.sleep(0.05 + random.random() * 0.15)
+    rec.add({"client": client_id, "op": op, "mailbox": box, "value": result if op != "put" else value,
+             "outcome": outcome, "call_ns": call_ns, "return_ns": time.monotonic_ns(),
+             **({"rid": rid} if op != "peek" else {})})
+    return outcome, result
+
+
+def client_loop(client_id, endpoints, mailboxes, rec, stop, seed):
+    rng = random.Random(seed * 1000 + client_id)
+    session = open_session(endpoints)
+    seq = 0
+    try:
+        while not stop.is_set():
+            seq += 1
+            box = rng.choice(mailboxes)
+            roll = rng.random()
+            op = "put" if roll < 0.45 else ("consume" if roll < 0.85 else "peek")
+            rid = f"k{client_id}-{seq}"
+            value = f"c{client_id}-{seq}" if op == "put" else None
+            perform(session, rec, client_id, op, box, value, rid, lambda: False)
+            time.sleep(rng.random() * 0.02)
+    finally:
+        session.close()
+
+
+# ---- nemesis ----
+class Nemesis:
+    def __init__(self, net, nodes, build_dir, rng, status_session):
+        self.net, self.nodes, self.build_dir, self.rng = net, nodes, build_dir, rng
+        self.status_session = status_session
+        self.events = []  # (time, text) of every fault, for the report
+
+    def note(self, text):
+        self.events.append((time.strftime("%H:%M:%S"), text))
+        log(f"nemesis: {text}")
+
+    def leader(self):
+        try:
+            replies = self.status_session.get(f"{PREFIX}/@cluster/node/*/status",
+                                              target=zenoh.QueryTarget.ALL,
+                                              consolidation=zenoh.ConsolidationMode.NONE, timeout=2)
+            for r in replies:
+                if r.ok is not None:
+                    st = json.loads(r.ok.payload.to_bytes())
+                    if st.get("state") == "leader":
+                        return st["id"]
+        except zenoh.ZError:
+            pass
+        return None
+
+    def random_split(self):
+        ids = list(self.nodes)
+        self.rng.shuffle(ids)
+        minority = ids[: (len(ids) - 1) // 2]
+        return ids[len(minority):], minority
+
+    def inject(self):
+        """One fault; returns a function that undoes it."""
+        ids = sorted(self.nodes)
+        kinds = ["majority", "leader-isolated", "bridge", "one-way", "kill", "kill-leader", "pause",
+                 "pause-leader", "lossy", "slow", "kill-and-partition"]
+        kind = self.rng.choice(kinds)
+        if kind == "majority":
+            major, minor = self.random_split()
+            self.net.partition([major, minor])
+            self.note(f"partition {sorted(major)} | {sorted(minor)}")
+            return self.net.heal
+        if kind == "leader-isolated":
+            lead = self.leader() or self.rng.choice(ids)
+            self.net.partition([[lead], [i for i in ids if i != lead]])
+            self.note(f"partition leader {lead} from the rest")
+            return self.net.heal
+        if kind == "bridge":
+            order = ids[:]
+            self.rng.shuffle(order)
+            mid = len(order) // 2
+            left, bridge, right = order[:mid], order[mid], order[mid + 1:]
+            self.net.partition([left, right])  # the bridge node sees both sides
+            self.note(f"bridge: {sorted(left)} | {sorted(right)}, {bridge} sees both")
+            return self.net.heal
+        if kind == "one-way":
+            src = self.leader() if self.rng.random() < 0.5 else None
+            src = src or self.rng.choice(ids)
+            self.net.cut([(src, j) for j in ids if j != src])
+            self.note(f"one-way: packets from {src} to everyone dropped")
+            return self.net.heal
+        if kind in ("kill", "kill-leader"):
+            victim = (self.leader() if kind == "kill-leader" else None) or self.rng.choice(ids)
+            self.nodes[victim].kill9()
+            self.note(f"kill -9 node {victim}")
+            return lambda: (self.nodes[victim].start(self.build_dir), self.note(f"restart node {victim}"))
+        if kind in ("pause", "pause-leader"):
+            victim = (self.leader() if kind == "pause-leader" else None) or self.rng.choice(ids)
+            self.nodes[victim].pause()
+            self.note(f"SIGSTOP node {victim}")
+            return lambda: (self.nodes[victim].resume(), self.note(f"SIGCONT node {victim}"))
+        if kind == "lossy":
+            victims = self.rng.sample(ids, 2)
+            pct = self.rng.choice([10, 30, 50])
+            for v in victims:
+                self.net.make_lossy(v, pct)
+            self.note(f"lossy: {pct}% of packets from {sorted(victims)} to other nodes dropped")
+            return self.net.heal
+        if kind == "slow":
+            victim = self.rng.choice(ids)
+            self.net.make_slow(victim, rate_kbit=self.rng.choice([500, 2000]), latency_ms=200)
+            self.note(f"slow link on node {victim}")
+            return self.net.heal
+        # kill-and-partition: a node dies while the rest is split around it
+        victim = self.rng.choice(ids)
+        self.nodes[victim].kill9()
+        others = [i for i in ids if i != victim]
+        self.rng.shuffle(others)
+        cut_off = others[:1] if len(ids) == 5 else []
+        if cut_off:
+            self.net.partition([[victim] + cut_off, [i for i in ids if i not in cut_off and i != victim]])
+        self.note(f"kill -9 node {victim}" + (f", partition {cut_off} away" if cut_off else ""))
+
+        def undo():
+            self.net.heal()
+            self.nodes[victim].start(self.build_dir)
+            self.note(f"heal, restart node {victim}")
+        return undo
+
+
+def cluster_statuses(session):
+    out = {}
+    try:
+        for r in session.get(f"{PREFIX}/@cluster/node/*/status", target=zenoh.QueryTarget.ALL,
+                             consolidation=zenoh.ConsolidationMode.NONE, timeout=3):
+            if r.ok is not None:
+                st = json.loads(r.ok.payload.to_bytes())
+                out[st["id"]] = st
+    except zenoh.ZError:
+        pass
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nodes", type=int, default=3, choices=(3, 5))
+    ap.add_argument("--duration", type=float, default=60, help="seconds of faults and load")
+    ap.add_argument("--clients", type=int, default=6)
+    ap.add_argument("--mailboxes", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=None, help="directory for the history, logs and reports")
+    ap.add_argument("--build-dir", type=Path, default=ROOT / "build")
+    ap.add_argument("--checker", type=Path, default=None, help="checker binary (default: <build-dir>/checker)")
+    ap.add_argument("--fault-seconds", type=float, nargs=2, default=(2.0, 7.0))
+    ap.add_argument("--quiet-seconds", type=float, nargs=2, default=(1.0, 4.0))
+    ap.add_argument("--snapshot-threshold", type=int, default=300,
+                    help="small, so snapshots and snapshot installs happen during the run")
+    ap.add_argument("--keep", action="store_true", help="keep --out even when everything passed")
+    args = ap.parse_args()
+
+    if os.geteuid() != 0:
+        sys.exit("chaos: needs root (network namespaces, nftables)")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 1_000_000)
+    out = args.out or Path(tempfile.mkdtemp(prefix=f"mailbox-chaos-{seed}-"))
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    checker = args.checker or args.build_dir / "checker"
+    if not checker.exists():
+        sys.exit(f"chaos: no checker at {checker} (cmake --build {args.build_dir} --target checker)")
+    replay = (f"sudo .venv/bin/python tests/chaos/chaos.py --nodes {args.nodes} --duration {args.duration:g} "
+              f"--clients {args.clients} --mailboxes {args.mailboxes} --seed {seed}")
+    log(f"seed {seed}, {args.nodes} nodes, {args.duration:g} s, {args.clients} clients, output in {out}")
+
+    rng = random.Random(seed)
+    net = netns.Network(args.nodes)
+    net.setup()
+    nodes = {i: Node(net, i, out / f"n{i}", args.nodes,
+                     ["--snapshot-threshold", str(args.snapshot_threshold), "--snapshot-trailing", "64"])
+             for i in range(1, args.nodes + 1)}
+    rec = Recorder()
+    stop = threading.Event()
+    threads = []
+    anomalies = []
+    status_session = None
+    nemesis = Nemesis(net, nodes, args.build_dir, rng, None)
+    try:
+        for n in nodes.values():
+            n.start(args.build_dir)
+        all_endpoints = [n.endpoint for n in nodes.values()]
+        status_session = open_session(all_endpoints)
+        deadline = time.time() + 30
+        while not any(s.get("state") == "leader" for s in cluster_statuses(status_session).values()):
+            if time.time() > deadline:
+                raise RuntimeError("no leader elected")
+            time.sleep(0.2)
+        mailboxes = [f"chaos{k}" for k in range(args.mailboxes)]
+        for c in range(1, args.clients + 1):
+            first = (c - 1) % args.nodes + 1
+            endpoints = [nodes[first].endpoint] + [nodes[j].endpoint for j in nodes if j != first]
+            t = threading.Thread(target=client_loop, args=(c, endpoints, mailboxes, rec, stop, seed),
+                                 daemon=True)
+            t.start()
+            threads.append(t)
+
+        nemesis.status_session = status_session
+        end = time.time() + args.duration
+        time.sleep(min(3.0, args.duration / 10))
+        while time.time() < end:
+            undo = nemesis.inject()
+            time.sleep(min(rng.uniform(*args.fault_seconds), max(0.0, end - time.time())))
+            undo()
+            time.sleep(rng.uniform(*args.quiet_seconds))
+        log("schedule over: healing, every node running")
+        net.heal()
+        for n in nodes.values():
+            n.resume()
+            if not n.running():
+                n.start(args.build_dir)
+        stop.set()
+        for t in threads:
+            t.join(timeout=RETRY_BUDGET_S + 2 * ATTEMPT_TIMEOUT_S + 5)
+            if t.is_alive():
+                anomalies.append("a client did not finish its last operation")
+
+        log("draining")
+        drain_session = open_session(all_endpoints)
+        drain_deadline = time.monotonic() + DRAIN_BUDGET_S
+        seq = 0
+        for box in mailboxes:
+            while time.monotonic() < drain_deadline:
+                seq += 1
+                outcome, result = perform(drain_session, rec, 0, "consume", box, None, f"drain-{seq}",
+                                          lambda: time.monotonic() > drain_deadline)
+                if outcome == "ok" and result is None:
+                    break
+            else:
+                anomalies.append(f"could not drain {box} within {DRAIN_BUDGET_S:g} s")
+        drain_session.close()
+
+        # Replicas: every node reaches the same applied index with no message left.
+        deadline = time.time() + 30
+        while True:
+            st = cluster_statuses(status_session)
+            applied = {i: s["applied_index"] for i, s in st.items()}
+            pending = {i: s["messages"] for i, s in st.items()}
+            if len(st) == args.nodes and len(set(applied.values())) == 1 and set(pending.values()) == {0}:
+                log(f"replicas agree: applied index {next(iter(applied.values()))}, no message left")
+                break
+            if time.time() > deadline:
+                anomalies.append(f"replicas disagree after healing: applied {applied}, messages {pending}")
+                break
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        if status_session is not None:
+            status_session.close()
+        for n in nodes.values():
+            n.stop()
+        net.teardown()
+
+    history = out / "history.jsonl"
+    with open(history, "w") as f:
+        for op in sorted(rec.ops, key=lambda o: o["call_ns"]):
+            f.write(json.dumps(op) + "\n")
+    (out / "nemesis.txt").write_text("".join(f"{t} {e}\n" for t, e in nemesis.events))
+    counts = {}
+    for op in rec.ops:
+        key = f"{op['op']} {op['outcome']}"
+        counts[key] = counts.get(key, 0) + 1
+    log(f"{len(rec.ops)} operations: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    log(f"{len(nemesis.events)} nemesis events")
+    anomalies += rec.protocol_errors
+    if rec.stats:
+        log(f"reply counters: {rec.stats}")
+
+    r = subprocess.run([str(checker), "--json", str(out / "checker.json"), "--html", str(out / "history.html"),
+                        str(history)], capture_output=True, text=True)
+    sys.stdout.write(r.stdout)
+    sys.stderr.write(r.stderr)
+    if r.returncode != 0:
+        anomalies.append(f"checker exit status {r.returncode}")
+    summary = {"seed": seed, "nodes": args.nodes, "duration_s": args.duration, "clients": args.clients,
+               "operations": len(rec.ops), "by_kind": counts, "reply_counters": rec.stats, "nemesis_events": len(nemesis.events),
+               "anomalies": anomalies, "checker_exit": r.returncode}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if anomalies:
+        log("FAILED: " + "; ".join(anomalies))
+        log(f"everything is in {out}; replay the schedule with: {replay}")
+        sys.exit(1)
+    log(f"passed (seed {seed})")
+    if not args.keep and args.out is None:
+        shutil.rmtree(out)
+
+
+if __name__ == "__main__":
+    main()
