@@ -9,7 +9,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/mailbox/cargo-target
 PYTHON := .venv/bin/python
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: all deps build run cluster test unit interop sim-long header sanitize clean bench
+.PHONY: all deps build run cluster test unit interop chaos chaos-short sim-long header sanitize clean bench
 
 all: build
 
@@ -34,7 +34,21 @@ unit: build
 interop: build
 	MAILBOX_BUILD_DIR=$(abspath $(BUILD_DIR)) $(PYTHON) -m pytest tests/interop -q
 
-test: unit interop
+# Real processes in network namespaces under a nemesis, histories checked by
+# Porcupine (tests/chaos, tools/checker; needs root). `make test` runs the
+# regression tests and two short fixed-seed runs; `make chaos` runs long ones
+# with fresh seeds (CHAOS_SECONDS each, printed seeds replay a schedule).
+CHAOS_SECONDS ?= 300
+chaos-short: build
+	MAILBOX_BUILD_DIR=$(abspath $(BUILD_DIR)) $(PYTHON) -m pytest tests/chaos -q
+	$(PYTHON) tests/chaos/chaos.py --build-dir $(BUILD_DIR) --nodes 3 --duration 45 --seed 101
+	$(PYTHON) tests/chaos/chaos.py --build-dir $(BUILD_DIR) --nodes 5 --duration 45 --seed 202
+
+chaos: build
+	$(PYTHON) tests/chaos/chaos.py --build-dir $(BUILD_DIR) --nodes 3 --duration $(CHAOS_SECONDS)
+	$(PYTHON) tests/chaos/chaos.py --build-dir $(BUILD_DIR) --nodes 5 --duration $(CHAOS_SECONDS)
+
+test: unit interop chaos-short
 
 # The deterministic cluster simulation over many more seeds than `make test`.
 sim-long: build

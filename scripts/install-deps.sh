@@ -86,6 +86,13 @@ if ! command -v cargo >/dev/null 2>&1; then
   fi
 fi
 
+# Go builds the history checker of the chaos test (tools/checker, Porcupine);
+# the machine image has one in /usr/local/go, else Debian's backports have it.
+if ! command -v go >/dev/null 2>&1 && [[ ! -x /usr/local/go/bin/go && ! -x /usr/lib/go-1.23/bin/go ]]; then
+  echo "install-deps: installing Go 1.23 from bookworm-backports"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports golang-1.23-go
+fi
+
 # Python virtualenv for the interop tests, pinned.
 venv="$here/.venv"
 req="$here/tests/interop/requirements.txt"

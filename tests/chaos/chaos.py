@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netns  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+BUILD_DIR = Path(os.environ.get("MAILBOX_BUILD_DIR", ROOT / "build"))
 PREFIX = "forge/mailbox"
 ZENOH_PORT = 7447
 RAFT_PORT = 7450
@@ -201,17 +202,22 @@ def attempt(session, selector, payload, stats):
     return next(r for r in results if r[0] == "unavailable")
 
 
-def perform(session, rec, client_id, op, box, value, rid, stop_retrying):
-    """Runs one operation to a known outcome (retrying with the same rid) and
-    records it. `stop_retrying()` ends retries early (end of the run)."""
+def perform(session, rec, client_id, op, box, value, rid, stop_retrying, budget_s=RETRY_BUDGET_S):
+    """Runs one operation and records it. With a rid it is retried (same rid)
+    until its outcome is known, `budget_s` runs out or `stop_retrying()`
+    says so; without one (rid None) it is tried once, as a client without
+    idempotency keys would."""
+    rid_param = f"?rid={rid}" if rid else ""
     if op == "put":
-        selector, payload = f"{PREFIX}/{box}/put?rid={rid}", value.encode()
+        selector, payload = f"{PREFIX}/{box}/put{rid_param}", value.encode()
     elif op == "consume":
-        selector, payload = f"{PREFIX}/{box}?rid={rid}", None
+        selector, payload = f"{PREFIX}/{box}{rid_param}", None
     else:
         selector, payload = f"{PREFIX}/{box}/peek", None
+    if rid is None and op != "peek":
+        budget_s = 0
     call_ns = time.monotonic_ns()
-    deadline = time.monotonic() + RETRY_BUDGET_S
+    deadline = time.monotonic() + budget_s
     uncertain = False
     outcome, result = None, None
     while True:
@@ -239,7 +245,7 @@ def perform(session, rec, client_id, op, box, value, rid, stop_retrying):
         time.sleep(0.05 + random.random() * 0.15)
     rec.add({"client": client_id, "op": op, "mailbox": box, "value": result if op != "put" else value,
              "outcome": outcome, "call_ns": call_ns, "return_ns": time.monotonic_ns(),
-             **({"rid": rid} if op != "peek" else {})})
+             **({"rid": rid} if rid and op != "peek" else {})})
     return outcome, result
 
 
@@ -252,10 +258,16 @@ def client_loop(client_id, endpoints, mailboxes, rec, stop, seed):
             seq += 1
             box = rng.choice(mailboxes)
             roll = rng.random()
-            op = "put" if roll < 0.45 else ("consume" if roll < 0.85 else "peek")
-            rid = f"k{client_id}-{seq}"
+            # Slightly more consumes than puts: mailboxes hover near empty.
+            op = "put" if roll < 0.42 else ("consume" if roll < 0.87 else "peek")
+            kind = rng.random()
+            # Most operations carry a rid and are retried until settled; some
+            # give up early (unknown outcomes stay in the history); some have
+            # no rid and are tried once.
+            rid = None if kind < 0.15 else f"k{client_id}-{seq}"
+            budget = 1.5 if kind > 0.9 else RETRY_BUDGET_S
             value = f"c{client_id}-{seq}" if op == "put" else None
-            perform(session, rec, client_id, op, box, value, rid, lambda: False)
+            perform(session, rec, client_id, op, box, value, rid, lambda: False, budget)
             time.sleep(rng.random() * 0.02)
     finally:
         session.close()
@@ -382,8 +394,8 @@ def main():
     ap.add_argument("--mailboxes", type=int, default=3)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--out", type=Path, default=None, help="directory for the history, logs and reports")
-    ap.add_argument("--build-dir", type=Path, default=ROOT / "build")
-    ap.add_argument("--checker", type=Path, default=None, help="checker binary (default: <build-dir>/checker)")
+    ap.add_argument("--build-dir", type=Path, default=BUILD_DIR)
+    ap.add_argument("--checker", type=Path, default=None, help="checker binary (default: <build-dir>/mailbox-checker)")
     ap.add_argument("--fault-seconds", type=float, nargs=2, default=(2.0, 7.0))
     ap.add_argument("--quiet-seconds", type=float, nargs=2, default=(1.0, 4.0))
     ap.add_argument("--snapshot-threshold", type=int, default=300,
@@ -398,7 +410,7 @@ def main():
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    checker = args.checker or args.build_dir / "checker"
+    checker = args.checker or args.build_dir / "mailbox-checker"
     if not checker.exists():
         sys.exit(f"chaos: no checker at {checker} (cmake --build {args.build_dir} --target checker)")
     replay = (f"sudo .venv/bin/python tests/chaos/chaos.py --nodes {args.nodes} --duration {args.duration:g} "

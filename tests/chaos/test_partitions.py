@@ -17,7 +17,7 @@ def cluster3(tmp_path):
     nodes = {i: chaos.Node(net, i, tmp_path / f"n{i}", 3, []) for i in (1, 2, 3)}
     try:
         for n in nodes.values():
-            n.start(chaos.ROOT / "build")
+            n.start(chaos.BUILD_DIR)
         yield net, nodes
     finally:
         for n in nodes.values():
