@@ -102,7 +102,7 @@ class Sim {
  public:
   Sim(uint64_t seed, unsigned steps, bool verbose) : rng_{seed}, seed_(seed), steps_(steps), verbose_(verbose) {}
   ~Sim() {
-    if (started_) raft_fixture_close(&fixture_);
+    if (started_) raft_fixture_close(&fixture_);  // fires pending transfer/change callbacks first
   }
 
   // Runs the schedule and the checks; returns the failures (empty: passed).
@@ -127,6 +127,9 @@ class Sim {
   void setup();
   void step_events(unsigned count);
   void random_fault();
+  void transfer_leadership();
+  void change_role(bool to_voter);
+  int64_t clock_of(unsigned server) const;
   void heal();
   int leader_index();
   bool submit(std::vector<Command> commands);
@@ -149,6 +152,13 @@ class Sim {
   std::unique_ptr<Replica> replicas_[kMaxServers];
   std::vector<std::string> failures_;
   unsigned in_flight_ = 0;
+  // Each server's clock runs this far from the simulated time (a leader
+  // stamps its entries with its own clock; the state machine must keep time
+  // monotonic across leaders whose clocks disagree).
+  int64_t clock_skew_ms_[kMaxServers] = {};
+  // Requests libraft holds until their callback (freed after the fixture).
+  std::vector<std::unique_ptr<struct raft_transfer>> transfers_;
+  std::vector<std::unique_ptr<struct raft_change>> changes_;
 
   // Client-side history.
   std::map<std::string, uint64_t> acked_puts_;       // payload -> id
@@ -334,7 +344,7 @@ bool Sim::submit(std::vector<Command> commands) {
   auto req = std::make_unique<Request>();
   req->sim = this;
   req->server = static_cast<unsigned>(leader);
-  req->entry.leader_time_ms = static_cast<int64_t>(fixture_.time);
+  req->entry.leader_time_ms = clock_of(req->server);
   req->entry.proposer_token = ++next_token_;
   req->entry.commands = std::move(commands);
   const std::string bytes = encode_entry(req->entry);
@@ -434,8 +444,53 @@ void Sim::setup() {
     raft_set_snapshot_trailing(r, trailing);
     raft_set_pre_vote(r, true);
     raft_fixture_set_randomized_election_timeout(&fixture_, i, static_cast<unsigned>(1000 + rng_.below(1000)));
+    // Half the seeds run servers whose clocks disagree by up to 3 s.
+    if (seed_ % 2 == 0) clock_skew_ms_[i] = static_cast<int64_t>(rng_.below(6001)) - 3000;
   }
   raft_fixture_start(&fixture_);
+}
+
+int64_t Sim::clock_of(unsigned server) const {
+  return std::max<int64_t>(0, static_cast<int64_t>(fixture_.time) + clock_skew_ms_[server]);
+}
+
+// Asks the leader to hand leadership to another voter (libraft picks one).
+void Sim::transfer_leadership() {
+  const int leader = leader_index();
+  if (leader < 0) return;
+  auto req = std::make_unique<struct raft_transfer>();
+  const int rv = raft_transfer(raft_fixture_get(&fixture_, static_cast<unsigned>(leader)), req.get(), 0,
+                               [](struct raft_transfer*) {});
+  log("transfer leadership from %d: %s", leader, rv == 0 ? "started" : raft_strerror(rv));
+  if (rv == 0) transfers_.push_back(std::move(req));
+}
+
+// Membership changes that keep every server's log: a voter other than the
+// leader becomes a standby (replicates, does not vote), or a standby becomes
+// a voter again. (Adding a fresh server would need a snapshot install,
+// which libraft 0.22.1's fixture cannot do safely; see setup().)
+void Sim::change_role(bool to_voter) {
+  const int leader = leader_index();
+  if (leader < 0) return;
+  raft* r = raft_fixture_get(&fixture_, static_cast<unsigned>(leader));
+  const raft_configuration& conf = r->configuration;
+  unsigned voters = 0;
+  for (unsigned k = 0; k < conf.n; ++k) voters += conf.servers[k].role == RAFT_VOTER;
+  std::vector<raft_id> candidates;
+  for (unsigned k = 0; k < conf.n; ++k) {
+    const raft_server& server = conf.servers[k];
+    if (server.id == r->id) continue;
+    if (to_voter ? server.role == RAFT_STANDBY : (server.role == RAFT_VOTER && voters > 2)) {
+      candidates.push_back(server.id);
+    }
+  }
+  if (candidates.empty()) return;
+  const raft_id id = candidates[rng_.below(candidates.size())];
+  auto req = std::make_unique<struct raft_change>();
+  const int rv = raft_assign(r, req.get(), id, to_voter ? RAFT_VOTER : RAFT_STANDBY, [](struct raft_change*, int) {});
+  log("assign server %llu as %s: %s", static_cast<unsigned long long>(id), to_voter ? "voter" : "standby",
+      rv == 0 ? "started" : raft_strerror(rv));
+  if (rv == 0) changes_.push_back(std::move(req));
 }
 
 int Sim::leader_index() {
@@ -450,7 +505,7 @@ void Sim::step_events(unsigned count) {
 void Sim::random_fault() {
   const unsigned i = static_cast<unsigned>(rng_.below(n_));
   const unsigned j = static_cast<unsigned>(rng_.below(n_));
-  switch (rng_.below(9)) {
+  switch (rng_.below(13)) {
     case 0:
       if (raft_fixture_alive(&fixture_, i)) {
         log("kill %u", i);
@@ -499,6 +554,20 @@ void Sim::random_fault() {
       break;
     case 8:
       heal();
+      break;
+    case 9:
+      transfer_leadership();
+      break;
+    case 10:
+      change_role(/*to_voter=*/false);
+      break;
+    case 11:
+      change_role(/*to_voter=*/true);
+      break;
+    case 12:
+      // A server's clock jumps (NTP step): up to 2 s either way.
+      clock_skew_ms_[i] += static_cast<int64_t>(rng_.below(4001)) - 2000;
+      log("clock of %u now %+lld ms", i, static_cast<long long>(clock_skew_ms_[i]));
       break;
   }
 }
