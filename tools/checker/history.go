@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Kinds and outcomes, as spelled in the history file.
+const (
+	opPut     = "put"
+	opConsume = "consume"
+	opPeek    = "peek"
+
+	outOK      = "ok"
+	outFail    = "fail"
+	outUnknown = "unknown"
+)
+
+// Op is one line of the history: an invocation paired with its completion.
+type Op struct {
+	Index    int    // position in the file, 0-based, among non-blank lines
+	Line     int    // 1-based line number in the file
+	Client   int64  // client id as written
+	Kind     string // put | consume | peek
+	Mailbox  string
+	Value    string // meaningful when HasValue
+	HasValue bool   // false for a JSON null (empty mailbox) or an absent value
+	Outcome  string // ok | fail | unknown
+	Call     int64
+	Return   int64 // for an unknown outcome: when the client gave up (may be absent: HasReturn false)
+
+	HasReturn bool
+}
+
+// History is a parsed, validated history.
+type History struct {
+	Ops       []Op
+	Mailboxes []string       // sorted
+	Clients   []int64        // sorted, distinct
+	clientIdx map[int64]int  // client id -> dense index (for the visualization)
+	putOf     map[string]int // put value -> index in Ops (any outcome)
+	MinTime   int64          // smallest timestamp in the history
+	MaxTime   int64          // largest timestamp in the history
+}
+
+// InputError is a malformed history (exit code 2).
+type InputError struct {
+	Errors []string
+	More   int // errors not kept in Errors
+}
+
+func (e *InputError) Error() string {
+	s := strings.Join(e.Errors, "\n")
+	if e.More > 0 {
+		s += fmt.Sprintf("\n... and %d more errors", e.More)
+	}
+	return s
+}
+
+const maxKeptErrors = 20
+
+// ParseHistory reads a JSON Lines history. Blank lines are skipped; every
+// other line must be one JSON object with the fields described in README.md.
+// Unknown fields are ignored. name is used in error messages.
+func ParseHistory(r io.Reader, name string) (*History, error) {
+	h := &History{clientIdx: map[int64]int{}, putOf: map[string]int{}}
+	ierr := &InputError{}
+	addErr := func(line int, format string, args ...interface{}) {
+		if len(ierr.Errors) >= maxKeptErrors {
+			ierr.More++
+			return
+		}
+		ierr.Errors = append(ierr.Errors, fmt.Sprintf("%s:%d: ", name, line)+fmt.Sprintf(format, args...))
+	}
+	br := bufio.NewReaderSize(r, 1<<16)
+	lineNo := 0
+	first := true
+	for {
+		raw, err := br.ReadBytes('\n')
+		if len(raw) == 0 && err != nil {
+			if err != io.EOF {
+				return nil, &InputError{Errors: []string{fmt.Sprintf("%s: read error: %v", name, err)}}
+			}
+			break
+		}
+		lineNo++
+		if first {
+			raw = bytes.TrimPrefix(raw, []byte("\xef\xbb\xbf")) // UTF-8 BOM
+			first = false
+		}
+		line := bytes.TrimSpace(raw)
+		if len(line) == 0 {
+			continue
+		}
+		op, msg := parseLine(line)
+		if msg != "" {
+			addErr(lineNo, "%s", msg)
+			continue
+		}
+		op.Line = lineNo
+		op.Index = len(h.Ops)
+		if op.Kind == opPut {
+			if prev, dup := h.putOf[op.Value]; dup {
+				addErr(lineNo, "put value %q was already put at line %d (put values must be unique across the history)", op.Value, h.Ops[prev].Line)
+				continue
+			}
+			h.putOf[op.Value] = op.Index
+		}
+		h.Ops = append(h.Ops, op)
+	}
+	if len(ierr.Errors) > 0 {
+		return nil, ierr
+	}
+	h.finish()
+	return h, nil
+}
+
+func (h *History) finish() {
+	boxes := map[string]bool{}
+	clients := map[int64]bool{}
+	h.MinTime, h.MaxTime = math.MaxInt64, math.MinInt64
+	for i := range h.Ops {
+		op := &h.Ops[i]
+		boxes[op.Mailbox] = true
+		clients[op.Client] = true
+		if op.Call < h.MinTime {
+			h.MinTime = op.Call
+		}
+		if op.Call > h.MaxTime {
+			h.MaxTime = op.Call
+		}
+		if op.HasReturn && op.Return > h.MaxTime {
+			h.MaxTime = op.Return
+		}
+	}
+	if len(h.Ops) == 0 {
+		h.MinTime, h.MaxTime = 0, 0
+	}
+	for b := range boxes {
+		h.Mailboxes = append(h.Mailboxes, b)
+	}
+	sort.Strings(h.Mailboxes)
+	for c := range clients {
+		h.Clients = append(h.Clients, c)
+	}
+	sort.Slice(h.Clients, func(i, j int) bool { return h.Clients[i] < h.Clients[j] })
+	for i, c := range h.Clients {
+		h.clientIdx[c] = i
+	}
+}
+
+// ClientIndex is the dense, zero-based index of a client id (sorted order),
+// used as the row in the visualization. When clients are 0..n-1 it is the id.
+func (h *History) ClientIndex(c int64) int { return h.clientIdx[c] }
+
+// PutOf returns the put op of a value (any outcome, any mailbox).
+func (h *History) PutOf(v string) (*Op, bool) {
+	i, ok := h.putOf[v]
+	if !ok {
+		return nil, false
+	}
+	return &h.Ops[i], true
+}
+
+func parseLine(line []byte) (Op, string) {
+	var op Op
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber()
+	var fields map[string]json.RawMessage
+	if err := dec.Decode(&fields); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			return op, "not a JSON object (each line must be one object)"
+		}
+		return op, "invalid JSON: " + err.Error()
+	}
+	if fields == nil {
+		return op, "not a JSON object (each line must be one object)"
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return op, "unexpected data after the JSON object (one object per line)"
+	}
+
+	var msg string
+	if op.Client, msg = intField(fields, "client", true); msg != "" {
+		return op, msg
+	}
+	if op.Kind, msg = enumField(fields, "op", opPut, opConsume, opPeek); msg != "" {
+		return op, msg
+	}
+	if op.Mailbox, msg = stringField(fields, "mailbox"); msg != "" {
+		return op, msg
+	}
+	if op.Mailbox == "" {
+		return op, `field "mailbox": must not be empty`
+	}
+	if op.Outcome, msg = enumField(fields, "outcome", outOK, outFail, outUnknown); msg != "" {
+		return op, msg
+	}
+	if op.Call, msg = intField(fields, "call_ns", true); msg != "" {
+		return op, msg
+	}
+	// return_ns: required unless the outcome is unknown (then it is treated
+	// as infinity anyway and may be absent or null).
+	rawRet, present := fields["return_ns"]
+	if present && !isNull(rawRet) || op.Outcome != outUnknown {
+		if op.Return, msg = intField(fields, "return_ns", true); msg != "" {
+			return op, msg
+		}
+		op.HasReturn = true
+		if op.Return < op.Call {
+			return op, fmt.Sprintf(`return_ns (%d) is before call_ns (%d)`, op.Return, op.Call)
+		}
+	}
+
+	// value
+	rawVal, present := fields["value"]
+	needValue := op.Kind == opPut || op.Outcome == outOK
+	if !present {
+		if needValue {
+			return op, fmt.Sprintf(`missing field "value" (required for %s with outcome %s; use null for an empty mailbox)`, op.Kind, op.Outcome)
+		}
+	} else if isNull(rawVal) {
+		if op.Kind == opPut {
+			return op, `field "value": a put needs a string payload, got null`
+		}
+	} else {
+		var s string
+		if err := json.Unmarshal(rawVal, &s); err != nil {
+			return op, fmt.Sprintf(`field "value": expected a string or null, got %s`, short(rawVal))
+		}
+		if op.Kind == opPut || op.Outcome == outOK {
+			op.Value, op.HasValue = s, true
+		}
+	}
+	return op, ""
+}
+
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+func short(raw json.RawMessage) string {
+	s := string(bytes.TrimSpace(raw))
+	if len(s) > 40 {
+		s = s[:40] + "..."
+	}
+	return s
+}
+
+func intField(f map[string]json.RawMessage, name string, required bool) (int64, string) {
+	raw, ok := f[name]
+	if !ok {
+		if required {
+			return 0, fmt.Sprintf("missing field %q", name)
+		}
+		return 0, ""
+	}
+	s := string(bytes.TrimSpace(raw))
+	if s == "null" || s == "" || s[0] == '"' || s[0] == '{' || s[0] == '[' || s == "true" || s == "false" {
+		return 0, fmt.Sprintf("field %q: expected an integer, got %s", name, short(raw))
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Sprintf("field %q: expected an integer (int64), got %s", name, short(raw))
+	}
+	return v, ""
+}
+
+func stringField(f map[string]json.RawMessage, name string) (string, string) {
+	raw, ok := f[name]
+	if !ok {
+		return "", fmt.Sprintf("missing field %q", name)
+	}
+	var s string
+	if isNull(raw) || json.Unmarshal(raw, &s) != nil {
+		return "", fmt.Sprintf("field %q: expected a string, got %s", name, short(raw))
+	}
+	return s, ""
+}
+
+func enumField(f map[string]json.RawMessage, name string, allowed ...string) (string, string) {
+	s, msg := stringField(f, name)
+	if msg != "" {
+		return "", msg
+	}
+	for _, a := range allowed {
+		if s == a {
+			return s, ""
+		}
+	}
+	return "", fmt.Sprintf("field %q: must be one of %s, got %q", name, quoteAll(allowed), s)
+}
+
+func quoteAll(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
