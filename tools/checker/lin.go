@@ -26,9 +26,10 @@ type linResult struct {
 	Elapsed    time.Duration
 
 	// For a violation (filled by explainViolations).
-	Plain    bool // explained with the plain model on the recorded intervals
-	Prefix   int  // ops in the longest linearizable prefix found
-	Stuck    *Op  // earliest-returning op outside it
+	Plain    bool         // explained with the plain model on the recorded intervals
+	Cert     *certificate // violation proven without a search
+	Prefix   int          // ops in the longest linearizable prefix found
+	Stuck    *Op          // earliest-returning op outside it
 	StuckOps int
 }
 
@@ -49,6 +50,7 @@ type linChecker struct {
 	origByBox         map[string][]porcupine.Operation
 	plainModel        porcupine.Model
 	vizModel          porcupine.Model // the model the explanation used
+	certs             map[string]*certificate
 	prunedExplanation bool
 }
 
@@ -183,8 +185,12 @@ func newLinChecker(h *History) *linChecker {
 			}
 		}
 	}
-	for _, ops := range lc.byBox {
-		tighten(ops, lc.hints)
+	lc.certs = map[string]*certificate{}
+	for box, ops := range lc.byBox {
+		conflict := tighten(ops, lc.hints)
+		if c := certify(ops, lc.hints, lc.vt, lc.hints.unkCalls[lc.boxIdx[box]], conflict); c != nil {
+			lc.certs[box] = c
+		}
 		reorderPuts(ops, lc.hints)
 	}
 	nb := len(h.Mailboxes)
@@ -337,7 +343,8 @@ func computeBounds(ops []porcupine.Operation, hi *hints, put map[int32]int) {
 //     gone before v reached the head), so v is ahead of a and put(v)
 //     precedes put(a): put(v).return <= put(a).return and put(a).call >=
 //     put(v).call.
-func tighten(ops []porcupine.Operation, hi *hints) {
+func tighten(ops []porcupine.Operation, hi *hints) (conflict int) {
+	conflict = -1
 	put := map[int32]int{} // value -> index in ops of its definite put
 	for i, o := range ops {
 		if in := o.Input.(qInput); in.kind == 'p' && !in.unknown {
@@ -345,6 +352,9 @@ func tighten(ops []porcupine.Operation, hi *hints) {
 		}
 	}
 	setRet := func(i int, t int64) bool {
+		if t < ops[i].Call && conflict < 0 {
+			conflict = i
+		}
 		if t < ops[i].Return && t >= ops[i].Call {
 			ops[i].Return = t
 			return true
@@ -352,6 +362,9 @@ func tighten(ops []porcupine.Operation, hi *hints) {
 		return false
 	}
 	setCall := func(i int, t int64) bool {
+		if t > ops[i].Return && conflict < 0 {
+			conflict = i
+		}
 		if t > ops[i].Call && t <= ops[i].Return {
 			ops[i].Call = t
 			return true
@@ -490,6 +503,7 @@ func tighten(ops []porcupine.Operation, hi *hints) {
 		}
 	}
 	computeBounds(ops, hi, put)
+	return conflict
 }
 
 // checkAll checks every mailbox, jobs at a time, each with its own timeout
@@ -520,6 +534,11 @@ func (lc *linChecker) checkAll(timeout time.Duration, jobs int) []*linResult {
 			defer wg.Done()
 			defer func() { <-sem }()
 			start := time.Now()
+			if c := lc.certs[r.Mailbox]; c != nil {
+				r.Result, r.Cert = linViolation, c
+				r.Elapsed = time.Since(start)
+				return
+			}
 			res := porcupine.CheckOperationsTimeout(lc.model, ops, timeout)
 			r.Elapsed = time.Since(start)
 			switch res {
@@ -567,7 +586,13 @@ func (lc *linChecker) explain(bad []*linResult, plainTimeout, timeout time.Durat
 	explainedPlain := res == porcupine.Illegal
 	lc.vizModel = lc.plainModel
 	if !explainedPlain {
-		_, info = run(lc.model, lc.byBox, timeout)
+		t := timeout
+		for _, r := range bad {
+			if r.Cert != nil {
+				t = plainTimeout // the pruned search has not been run on it
+			}
+		}
+		_, info = run(lc.model, lc.byBox, t)
 		lc.vizModel = lc.model
 		lc.prunedExplanation = true
 	}

@@ -14,6 +14,8 @@ import (
 	"runtime"
 	"sort"
 	"time"
+
+	"github.com/anishathalye/porcupine"
 )
 
 // Exit codes.
@@ -163,13 +165,32 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	linViolations := false
 	if len(bad) > 0 {
 		linViolations = true
-		info := lc.explain(bad, o.explain, o.timeout)
+		// The explanation searches feed the timeline (and, for violations
+		// found by the search, the op it got stuck at).
+		needSearch := !o.noHTML
+		for _, r := range bad {
+			needSearch = needSearch || r.Cert == nil
+		}
+		var info porcupine.LinearizationInfo
+		if needSearch {
+			info = lc.explain(bad, o.explain, o.timeout)
+		}
 		for _, r := range bad {
 			mr := boxReports[r.Mailbox]
-			mr.LongestPrefix = &r.Prefix
+			if needSearch {
+				mr.LongestPrefix = &r.Prefix
+			}
 			an := Anomaly{Kind: kindNotLinearizable, Mailbox: r.Mailbox,
 				Detail: fmt.Sprintf("no linearization as one FIFO queue: the longest linearizable prefix found has %d of %d ops", r.Prefix, r.Ops)}
-			if r.Stuck != nil {
+			if r.Cert != nil {
+				an.Detail = "certainly not linearizable: " + r.Cert.Reason
+				if needSearch {
+					an.Detail += fmt.Sprintf(" (timeline search: longest linearizable prefix %d of %d ops)", r.Prefix, r.Ops)
+				}
+				for _, op := range r.Cert.Ops {
+					an.Ops = append(an.Ops, ref("shows it", op))
+				}
+			} else if r.Stuck != nil {
 				an.Detail += "; the earliest-returning op outside it cannot be linearized"
 				an.Ops = []OpRef{ref("stuck at", r.Stuck)}
 			}
