@@ -86,6 +86,15 @@ struct Replica {
   std::map<raft_index, int64_t> times;  // entry time at each index
 };
 
+// A linearizable read (peek) as production serves it: a barrier on the
+// leader, then the leader's state read at its applied index.
+struct Peek {
+  raft_index issued_commit = 0;  // highest commit index of any server when the read was issued
+  raft_index applied = 0;
+  std::string mailbox;
+  uint64_t id = 0;  // 0: the mailbox looked empty
+};
+
 struct Delivery {
   raft_index index = 0;  // the delivering entry: deliveries are checked in log order
   size_t position = 0;   // within the entry
@@ -123,6 +132,15 @@ class Sim {
   static int fsm_restore(raft_fsm* fsm, raft_buffer* buf);
   static int fsm_snapshot_finalize(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs);
   static void on_applied(struct raft_apply* req, int status, void* result);
+  struct PeekRequest {
+    struct raft_barrier barrier{};
+    Sim* sim = nullptr;
+    unsigned server = 0;
+    std::string mailbox;
+    raft_index issued_commit = 0;
+  };
+  static void on_peek_barrier(struct raft_barrier* req, int status);
+  void peek();
 
   void setup();
   void step_events(unsigned count);
@@ -167,6 +185,9 @@ class Sim {
   // Requests libraft holds until their callback (freed after the fixture).
   std::vector<std::unique_ptr<struct raft_transfer>> transfers_;
   std::vector<std::unique_ptr<struct raft_change>> changes_;
+  std::vector<std::unique_ptr<PeekRequest>> peek_requests_;
+  std::vector<Peek> peeks_;
+  Rng peek_rng_{seed_ ^ 0x9e3779b97f4a7c15ull};  // its own stream: peeks leave the schedule as it was
 
   // Client-side history.
   std::map<std::string, uint64_t> acked_puts_;       // payload -> id
@@ -462,6 +483,39 @@ int64_t Sim::clock_of(unsigned server) const {
   return std::max<int64_t>(0, static_cast<int64_t>(fixture_.time) + clock_skew_ms_[server]);
 }
 
+void Sim::peek() {
+  const int leader = leader_index();
+  if (leader < 0) return;
+  auto req = std::make_unique<PeekRequest>();
+  req->sim = this;
+  req->server = static_cast<unsigned>(leader);
+  req->mailbox = kMailboxes[peek_rng_.below(3)];
+  req->barrier.data = req.get();
+  for (unsigned k = 0; k < n_; ++k) {
+    req->issued_commit = std::max(req->issued_commit, raft_fixture_get(&fixture_, k)->commit_index);
+  }
+  if (raft_barrier(raft_fixture_get(&fixture_, req->server), &req->barrier, &Sim::on_peek_barrier) == 0) {
+    peek_requests_.push_back(std::move(req));
+  }
+}
+
+void Sim::on_peek_barrier(struct raft_barrier* raw, int status) {
+  auto* req = static_cast<PeekRequest*>(raw->data);
+  if (status != 0) return;  // not served: the client would retry
+  Sim* sim = req->sim;
+  const Replica& replica = *sim->replicas_[req->server];
+  std::vector<DeliveredMessage> out;
+  const Status st = replica.state.peek(req->mailbox, 1, replica.state.clock_ms(), &out);
+  Peek p;
+  p.issued_commit = req->issued_commit;
+  p.applied = raft_last_applied(raft_fixture_get(&sim->fixture_, req->server));
+  sim->log("peek %s at index %llu: %llu", req->mailbox.c_str(), static_cast<unsigned long long>(p.applied),
+           static_cast<unsigned long long>(out.empty() ? 0 : out.front().id));
+  p.mailbox = req->mailbox;
+  if (st.is_ok() && !out.empty()) p.id = out.front().id;
+  sim->peeks_.push_back(std::move(p));
+}
+
 // Asks the leader to hand leadership to another voter (libraft picks one).
 void Sim::transfer_leadership() {
   const int leader = leader_index();
@@ -680,6 +734,26 @@ void Sim::check() {
          std::to_string(in_flight_) + ", retries " + std::to_string(retries_.size()) + ", stored " +
          (leader >= 0 ? std::to_string(replicas_[leader]->state.total_messages()) : std::string("?")) + ")");
   }
+  // Peeks: never a message that a consume without a lease had already
+  // removed at the index the read was served at (a stale read).
+  std::map<std::pair<std::string, uint64_t>, raft_index> removed_at;
+  for (const auto& d : ordered) {
+    if (d.leased) continue;
+    auto [pos, inserted] = removed_at.emplace(std::make_pair(d.mailbox, d.id), d.index);
+    if (!inserted) pos->second = std::min(pos->second, d.index);
+  }
+  for (const auto& p : peeks_) {
+    if (p.applied < p.issued_commit) {
+      fail("stale peek: served at index " + std::to_string(p.applied) + ", but index " +
+           std::to_string(p.issued_commit) + " was committed before it was issued");
+    }
+    if (p.id == 0) continue;
+    auto it = removed_at.find({p.mailbox, p.id});
+    if (it != removed_at.end() && it->second <= p.applied) {
+      fail("peek at index " + std::to_string(p.applied) + " returned message " + std::to_string(p.id) +
+           ", removed at index " + std::to_string(it->second));
+    }
+  }
   // Replicas: identical digests wherever they applied the same index.
   for (unsigned a = 0; a < n_; ++a) {
     for (unsigned b = a + 1; b < n_; ++b) {
@@ -699,6 +773,7 @@ std::vector<std::string> Sim::run() {
   setup();
   for (unsigned step = 0; step < steps_ && failures_.empty(); ++step) {
     if (rng_.chance(8)) random_fault();
+    if (peek_rng_.chance(10)) peek();
     if (rng_.chance(60)) {
       std::vector<Command> commands;
       const unsigned count = static_cast<unsigned>(1 + rng_.below(4));
