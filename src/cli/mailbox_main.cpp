@@ -153,6 +153,7 @@ uint64_t timeout_for_wait(uint64_t timeout_ms, const std::string& wait) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mailbox::zenoh::use_compact_runtime_unless_configured();  // before any thread starts
   signal(SIGPIPE, SIG_IGN);
   CLI::App app{"mailbox: command-line client of the mailbox service"};
   app.require_subcommand(1);
