@@ -34,9 +34,9 @@ uint64_t micros_between(Clock::time_point a, Clock::time_point b) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(b - a).count());
 }
 
-// Number of messages in an OK consume reply (single or batch shape).
 uint64_t count_in_attachment(std::optional<std::string_view> attachment);
 
+// Number of messages in an OK consume reply (single or batch shape).
 uint64_t messages_in(const ClientReply& reply, bool batch_shape) {
   if (!batch_shape) return 1;
   return count_in_attachment(reply.attachment);

@@ -9,7 +9,9 @@
 // scheduled send time, so a stalled server is not hidden (no coordinated
 // omission). Latencies go into log-linear histograms (cli/histogram.hpp).
 //
-// Threads: `run_bench` blocks the caller; it starts and joins its own threads.
+// Threads: `run_bench` blocks the caller; it starts and joins its own threads
+// (threads driver), or runs every client from Zenoh's callback threads and
+// waits until all have stopped (callback driver).
 #pragma once
 
 #include <cstdint>
