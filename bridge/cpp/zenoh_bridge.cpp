@@ -1,6 +1,8 @@
 #include "zenoh_bridge.hpp"
 
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 namespace mailbox::zenoh {
 namespace {
@@ -191,6 +193,12 @@ bool Session::get(std::string_view selector, const GetOptions& options, ReplyHan
 
 Queryable::~Queryable() { mbz_undeclare_queryable(handle_); }
 Subscriber::~Subscriber() { mbz_undeclare_subscriber(handle_); }
+
+void use_compact_runtime_unless_configured() {
+  const std::string layout = "(app:(worker_threads:" + std::to_string(kCompactRuntimeWorkerThreads) +
+                             "),rx:(handover:app),tx:(handover:app),net:(handover:app),acc:(handover:app))";
+  setenv("ZENOH_RUNTIME", layout.c_str(), /*overwrite=*/0);
+}
 
 void init_logging(const char* default_level) {
   mbz_init_logging(bytes_of(default_level ? std::string_view(default_level) : std::string_view("error")));

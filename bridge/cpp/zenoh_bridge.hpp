@@ -173,4 +173,16 @@ class LivelinessToken {
 // Initialises Zenoh's logging from RUST_LOG, else `default_level`.
 void init_logging(const char* default_level);
 
+// Zenoh's runtime layout for this process unless the environment variable
+// ZENOH_RUNTIME already sets one: every Zenoh runtime (rx, tx, net, acc)
+// handed over to one `app` runtime with kCompactRuntimeWorkerThreads worker
+// threads, instead of Zenoh's default of six threads in five runtimes. On
+// few cores this cuts the wake-ups between Zenoh's own threads per request
+// (receive, route, per-query timers, send run on one thread); see
+// docs/BENCHMARKS.md, "Performance pass". Sets ZENOH_RUNTIME, so call it
+// first thing in main, before any thread starts and before any other call
+// into Zenoh (the runtimes are built on first use).
+inline constexpr int kCompactRuntimeWorkerThreads = 1;
+void use_compact_runtime_unless_configured();
+
 }  // namespace mailbox::zenoh

@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <cstdio>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -9,6 +11,7 @@
 
 #include "cli/client.hpp"
 #include "cli/histogram.hpp"
+#include "cli/zenoh_config.hpp"
 
 namespace mailbox {
 namespace {
@@ -31,20 +34,170 @@ uint64_t micros_between(Clock::time_point a, Clock::time_point b) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(b - a).count());
 }
 
+uint64_t count_in_attachment(std::optional<std::string_view> attachment);
+
 // Number of messages in an OK consume reply (single or batch shape).
 uint64_t messages_in(const ClientReply& reply, bool batch_shape) {
   if (!batch_shape) return 1;
-  auto meta = nlohmann::json::parse(reply.attachment.value_or("{}"), nullptr, false);
-  return meta.is_object() ? meta.value("count", uint64_t{0}) : 0;
+  return count_in_attachment(reply.attachment);
 }
 
-bool retryable(const ClientReply& reply) {
-  auto err = nlohmann::json::parse(reply.payload, nullptr, false);
-  const std::string code = err.is_object() ? err.value("code", "") : "";
+std::string error_code(std::string_view error_payload) {
+  auto err = nlohmann::json::parse(error_payload, nullptr, false);
+  return err.is_object() ? err.value("code", "") : "";
+}
+
+bool is_retryable_error(std::string_view error_payload) {
+  const std::string code = error_code(error_payload);
   return code == "unavailable" || code == "unknown_outcome";
 }
 
+bool retryable(const ClientReply& reply) { return is_retryable_error(reply.payload); }
+
+uint64_t count_in_attachment(std::optional<std::string_view> attachment) {
+  auto meta = nlohmann::json::parse(attachment.value_or("{}"), nullptr, false);
+  return meta.is_object() ? meta.value("count", uint64_t{0}) : 0;
+}
+
+// One closed-loop client of the callback driver: its next request is sent
+// from the completion callback of the previous one.
+struct CallbackClient {
+  bool producer = true;
+  unsigned index = 0;
+  std::shared_ptr<zenoh::Session> session;
+  std::string key;
+  std::string selector;  // the request in flight (kept for a retry)
+  uint64_t seq = 0;
+  Clock::time_point sent;
+  // The outcome of the request in flight, from its reply callback.
+  bool replied = false;
+  bool ok = false;
+  uint64_t messages = 0;
+  std::string error_payload;
+  Histogram latency;
+  uint64_t count = 0;
+};
+
 }  // namespace
+
+// --driver callbacks: no thread per client. Every client sends its next
+// request from the done callback of its previous one (on a Zenoh thread), so
+// each still has exactly one request in flight, as in the threaded driver,
+// and latency is measured the same way (send to end of the reply stream).
+// Closed loop with acknowledged puts only.
+static void run_callback_clients(const BenchOptions& o, Totals& totals, Clock::time_point measure_from,
+                                 Clock::time_point end, const std::string& payload,
+                                 const std::vector<std::shared_ptr<zenoh::Session>>& sessions,
+                                 const std::function<std::string(unsigned)>& box_of,
+                                 const std::function<void(const std::string&)>& note_error) {
+  const unsigned n = o.producers + o.consumers;
+  std::vector<std::unique_ptr<CallbackClient>> clients;
+  for (unsigned i = 0; i < n; ++i) {
+    auto c = std::make_unique<CallbackClient>();
+    c->producer = i < o.producers;
+    c->index = c->producer ? i : i - o.producers;
+    c->session = sessions[i % sessions.size()];
+    c->key = o.prefix + "/" + box_of(c->index);
+    clients.push_back(std::move(c));
+  }
+  std::mutex finished_mutex;
+  std::condition_variable finished_cv;
+  unsigned running = n;
+  auto finish = [&] {
+    std::lock_guard<std::mutex> lock(finished_mutex);
+    if (--running == 0) finished_cv.notify_all();
+  };
+  zenoh::GetOptions put_options;
+  put_options.timeout_ms = kQueryTimeoutMs;
+  put_options.payload = payload;
+  zenoh::GetOptions consume_options;
+  consume_options.timeout_ms = kQueryTimeoutMs;
+
+  std::function<void(CallbackClient&, bool)> send;
+  auto on_done = [&](CallbackClient& c) {
+    const auto done = Clock::now();
+    bool next_is_new = true;  // false: retry the same request
+    if (!c.replied) {
+      // No reply at all (timeout, closed session): stop this client rather
+      // than spin.
+      note_error("no reply to " + c.selector);
+      return finish();
+    }
+    if (c.producer) {
+      if (c.ok) {
+        if (c.sent >= measure_from && done <= end) {
+          c.latency.record(micros_between(c.sent, done));
+          ++c.count;
+        }
+      } else if (is_retryable_error(c.error_payload)) {
+        next_is_new = false;
+      } else {
+        note_error(c.error_payload);
+      }
+    } else {
+      if (c.ok) {
+        if (c.sent >= measure_from && done <= end) {
+          c.latency.record(micros_between(c.sent, done));
+          c.count += c.messages;
+        }
+      } else {
+        const bool retry = is_retryable_error(c.error_payload);
+        if (!retry && error_code(c.error_payload) != "empty") note_error(c.error_payload);
+        if (o.rid && retry) next_is_new = false;
+      }
+    }
+    if (done >= end) return finish();
+    send(c, next_is_new);
+  };
+  send = [&](CallbackClient& c, bool new_request) {
+    if (new_request) {
+      if (c.producer) {
+        c.selector = c.key + "/put";
+        if (o.rid) c.selector += "?rid=b" + std::to_string(c.index) + "-" + std::to_string(c.seq++);
+      } else {
+        c.selector = c.key + "/consume?wait=" + kConsumeWait;
+        if (o.batch > 1) c.selector += ";n=" + std::to_string(o.batch);
+        if (o.rid) c.selector += ";rid=c" + std::to_string(c.index) + "-" + std::to_string(c.seq++);
+      }
+    }
+    c.replied = false;
+    c.ok = false;
+    c.messages = 0;
+    c.error_payload.clear();
+    // A retried put keeps its first send time, as in the threaded driver.
+    if (new_request || !c.producer) c.sent = Clock::now();
+    CallbackClient* client = &c;
+    c.session->get(
+        c.selector, c.producer ? put_options : consume_options,
+        [client, &o](const zenoh::Reply& r) {
+          // The first reply decides (a cluster sends one per query).
+          if (client->replied) return;
+          client->replied = true;
+          client->ok = r.ok;
+          if (!r.ok) {
+            client->error_payload = std::string(r.payload);
+          } else if (!client->producer) {
+            client->messages = o.batch > 1 ? count_in_attachment(r.attachment) : 1;
+          }
+        },
+        [client, &on_done] { on_done(*client); });
+  };
+  for (auto& c : clients) send(*c, true);
+  {
+    std::unique_lock<std::mutex> lock(finished_mutex);
+    finished_cv.wait(lock, [&] { return running == 0; });
+  }
+  std::lock_guard<std::mutex> lock(totals.mutex);
+  for (auto& c : clients) {
+    if (c->producer) {
+      totals.put_latency.merge(c->latency);
+      totals.puts += c->count;
+    } else {
+      totals.consume_latency.merge(c->latency);
+      totals.messages += c->count;
+    }
+  }
+}
 
 int run_bench(const BenchOptions& o, bool json) {
   Totals totals;
@@ -64,10 +217,47 @@ int run_bench(const BenchOptions& o, bool json) {
     if (totals.first_error.empty()) totals.first_error = what;
   };
 
-  for (unsigned p = 0; p < o.producers; ++p) {
+  // --sessions K: the clients share K sessions (client i uses session
+  // i mod K), opened before any client starts; 0: each its own session.
+  std::vector<std::shared_ptr<zenoh::Session>> sessions;
+  for (unsigned s = 0; s < o.sessions; ++s) {
+    std::string error;
+    std::shared_ptr<zenoh::Session> session = zenoh::Session::open(client_config(o.connect), &error);
+    if (!session) {
+      note_error("connect: " + error);
+      break;
+    }
+    sessions.push_back(std::move(session));
+  }
+  if (o.callback_driver) {
+    // Each client its own session unless --sessions says otherwise.
+    const unsigned own = o.sessions == 0 ? o.producers + o.consumers : 0;
+    for (unsigned s = 0; s < own; ++s) {
+      std::string error;
+      std::shared_ptr<zenoh::Session> session = zenoh::Session::open(client_config(o.connect), &error);
+      if (!session) {
+        note_error("connect: " + error);
+        break;
+      }
+      sessions.push_back(std::move(session));
+    }
+    if (totals.errors == 0 && !sessions.empty()) {
+      run_callback_clients(o, totals, measure_from, end, payload, sessions, box_of, note_error);
+    }
+  }
+  auto client_for = [&](unsigned index, std::string* error) -> std::unique_ptr<Client> {
+    if (o.sessions == 0) return Client::connect(o.connect, error);
+    if (sessions.size() < o.sessions) {
+      *error = "a shared session did not open";
+      return nullptr;
+    }
+    return Client::over(sessions[index % sessions.size()]);
+  };
+
+  for (unsigned p = 0; p < o.producers && !o.callback_driver; ++p) {
     threads.emplace_back([&, p] {
       std::string error;
-      auto client = Client::connect(o.connect, &error);
+      auto client = client_for(p, &error);
       if (!client) return note_error("connect: " + error);
       Histogram latency;
       uint64_t count = 0;
@@ -118,10 +308,10 @@ int run_bench(const BenchOptions& o, bool json) {
     });
   }
 
-  for (unsigned c = 0; c < o.consumers; ++c) {
+  for (unsigned c = 0; c < o.consumers && !o.callback_driver; ++c) {
     threads.emplace_back([&, c] {
       std::string error;
-      auto client = Client::connect(o.connect, &error);
+      auto client = client_for(o.producers + c, &error);
       if (!client) return note_error("connect: " + error);
       Histogram latency;
       uint64_t messages = 0;
@@ -170,6 +360,8 @@ int run_bench(const BenchOptions& o, bool json) {
       {"acknowledged", o.acknowledged},
       {"batch", o.batch},
       {"rid", o.rid},
+      {"sessions", o.sessions},
+      {"driver", o.callback_driver ? "callbacks" : "threads"},
       {"target_rate_per_second", o.rate_per_second},
       {"duration_s", o.duration_s},
       {"warmup_s", o.warmup_s},
@@ -183,8 +375,11 @@ int run_bench(const BenchOptions& o, bool json) {
   if (json) {
     std::printf("%s\n", report.dump().c_str());
   } else {
-    std::printf("%u producers, %u consumers, %zu B messages, %s puts, batch %u, rid %s, %s, %.0f s (+%.0f s warm-up)\n",
-                o.producers, o.consumers, o.message_bytes, o.acknowledged ? "acknowledged" : "fire-and-forget",
+    std::printf("%u producers, %u consumers (%s), %zu B messages, %s puts, batch %u, rid %s, %s, %.0f s (+%.0f s warm-up)\n",
+                o.producers, o.consumers,
+                ((o.sessions == 0 ? std::string("a session each") : std::to_string(o.sessions) + " shared sessions") +
+                 (o.callback_driver ? ", callback driver" : ", a thread each"))
+                    .c_str(), o.message_bytes, o.acknowledged ? "acknowledged" : "fire-and-forget",
                 o.batch, o.rid ? "on" : "off",
                 o.rate_per_second > 0 ? ("target " + std::to_string(static_cast<long>(o.rate_per_second)) + "/s").c_str()
                                       : "closed loop",

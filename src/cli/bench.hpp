@@ -1,13 +1,17 @@
 // bench.hpp: `mailbox bench`, a load generator over the same bridge.
 //
 // Producers and consumers are separate concurrent clients, each with its own
-// Zenoh session and thread. Closed loop (each client waits for its reply
+// thread, and its own Zenoh session unless `sessions` makes them share a few
+// (one TCP connection carries several clients' requests, as a multiplexing
+// client library would). Closed loop (each client waits for its reply
 // before the next request) unless a target rate is given; with a rate, each
 // producer sends on a fixed schedule and latency is measured from the
 // scheduled send time, so a stalled server is not hidden (no coordinated
 // omission). Latencies go into log-linear histograms (cli/histogram.hpp).
 //
-// Threads: `run_bench` blocks the caller; it starts and joins its own threads.
+// Threads: `run_bench` blocks the caller; it starts and joins its own threads
+// (threads driver), or runs every client from Zenoh's callback threads and
+// waits until all have stopped (callback driver).
 #pragma once
 
 #include <cstdint>
@@ -30,6 +34,13 @@ struct BenchOptions {
   double rate_per_second = 0;      // total put rate; 0: closed loop
   double duration_s = 10;
   double warmup_s = 2;
+  // Zenoh sessions the clients share, client i using session i mod
+  // `sessions`; 0: every client opens its own. Either way each client is
+  // its own thread with one request in flight.
+  unsigned sessions = 0;
+  // No thread per client: each client sends its next request from the
+  // completion callback of the previous one (closed loop, acknowledged puts).
+  bool callback_driver = false;
 };
 
 // Runs the load and prints the report (human text, or one JSON object).

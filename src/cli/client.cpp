@@ -16,6 +16,12 @@ std::unique_ptr<Client> Client::connect(const std::vector<std::string>& endpoint
   return client;
 }
 
+std::unique_ptr<Client> Client::over(std::shared_ptr<zenoh::Session> session) {
+  auto client = std::unique_ptr<Client>(new Client());
+  client->session_ = std::move(session);
+  return client;
+}
+
 std::vector<ClientReply> Client::query(const std::string& selector, const zenoh::GetOptions& options) {
   struct State {
     std::mutex mutex;

@@ -2,7 +2,7 @@
 // CLI (and later its load generator).
 //
 // Threads: one Client per thread; calls block until the query ends.
-// Ownership: owns its Zenoh session.
+// Ownership: owns its Zenoh session, or shares it with other clients.
 #pragma once
 
 #include <memory>
@@ -25,6 +25,9 @@ struct ClientReply {
 class Client {
  public:
   static std::unique_ptr<Client> connect(const std::vector<std::string>& endpoints, std::string* error);
+  // A client over an already open session, shared with other clients (the
+  // load generator's --sessions). Queries from several threads may share it.
+  static std::unique_ptr<Client> over(std::shared_ptr<zenoh::Session> session);
 
   // Sends a query and collects every reply until it ends or times out,
   // decisive first: OK replies, then errors, then `unavailable` (which a
@@ -33,7 +36,7 @@ class Client {
   bool publish(const std::string& key, const std::string& payload, const std::optional<std::string>& encoding);
 
  private:
-  std::unique_ptr<zenoh::Session> session_;
+  std::shared_ptr<zenoh::Session> session_;
 };
 
 }  // namespace mailbox

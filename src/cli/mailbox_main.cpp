@@ -153,6 +153,7 @@ uint64_t timeout_for_wait(uint64_t timeout_ms, const std::string& wait) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mailbox::zenoh::use_compact_runtime_unless_configured();  // before any thread starts
   signal(SIGPIPE, SIG_IGN);
   CLI::App app{"mailbox: command-line client of the mailbox service"};
   app.require_subcommand(1);
@@ -231,6 +232,15 @@ int main(int argc, char** argv) {
   bench->add_flag("--fire-and-forget", bench_fire_and_forget, "publish instead of acknowledged puts");
   bench->add_option("--batch", bench_options.batch, "consume n= messages per query")->capture_default_str();
   bench->add_flag("--rid", bench_options.rid, "every put and consume carries a rid");
+  bench->add_option("--sessions", bench_options.sessions,
+                    "Zenoh sessions the clients share (0: one per client)")
+      ->capture_default_str();
+  std::string bench_driver = "threads";
+  bench->add_option("--driver", bench_driver,
+                    "threads: a thread per client; callbacks: each client sends its next request from the "
+                    "previous one's completion callback (closed loop, acknowledged puts)")
+      ->check(CLI::IsMember({"threads", "callbacks"}))
+      ->capture_default_str();
   bench->add_option("--rate", bench_options.rate_per_second, "total put rate per second (0: closed loop)")
       ->capture_default_str();
   bench->add_option("--duration", bench_duration, "measured time")->capture_default_str();
@@ -259,6 +269,11 @@ int main(int argc, char** argv) {
     bench_options.connect = connect;
     bench_options.prefix = prefix;
     bench_options.acknowledged = !bench_fire_and_forget;
+    bench_options.callback_driver = bench_driver == "callbacks";
+    if (bench_options.callback_driver && (bench_fire_and_forget || bench_options.rate_per_second > 0)) {
+      std::fprintf(stderr, "mailbox: --driver callbacks needs a closed loop of acknowledged puts\n");
+      return 2;
+    }
     bench_options.duration_s = static_cast<double>(duration_ms) / 1000.0;
     bench_options.warmup_s = static_cast<double>(warmup_ms) / 1000.0;
     return mailbox::run_bench(bench_options, json);
