@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   std::string dedup_window = "5m";
   unsigned snapshot_threshold = 8192;
   unsigned snapshot_trailing = 64;
+  uint64_t snapshot_trailing_bytes = 64ULL << 20;
   uint64_t snapshot_max_log_bytes = 256ULL << 20;
   std::string log_level = "info";
   std::vector<std::string> peers;
@@ -73,7 +74,10 @@ int main(int argc, char** argv) {
   app.add_option("--snapshot-max-log-bytes", snapshot_max_log_bytes,
                  "log bytes after which a snapshot is taken (at most; a quarter of the state below that)")
       ->capture_default_str();
-  app.add_option("--snapshot-trailing", snapshot_trailing, "log entries kept after a snapshot")
+  app.add_option("--snapshot-trailing", snapshot_trailing, "log entries kept after a snapshot (at least)")
+      ->capture_default_str();
+  app.add_option("--snapshot-trailing-bytes", snapshot_trailing_bytes,
+                 "log bytes kept after a snapshot, so lagging followers catch up without a snapshot install")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
   app.add_option("--peer", peers,
@@ -179,6 +183,7 @@ int main(int argc, char** argv) {
   raft_options.state_config = state_config;
   raft_options.snapshot_threshold_entries = snapshot_threshold;
   raft_options.snapshot_trailing_entries = snapshot_trailing;
+  raft_options.snapshot_trailing_bytes = snapshot_trailing_bytes;
   raft_options.snapshot_max_log_bytes = snapshot_max_log_bytes;
   RaftNode node(raft_options);
   Status s = node.start();

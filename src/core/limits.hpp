@@ -52,6 +52,9 @@ inline constexpr size_t kMaxInternedEncodings = 1024;
 // Longest idempotency key.
 inline constexpr size_t kMaxRidBytes = 128;
 
+// Most log entries kept after a snapshot (RaftNodeOptions::snapshot_trailing_bytes).
+inline constexpr unsigned kMaxTrailingEntries = 65536;
+
 // Replication batching: commands packed into one Raft log entry.
 inline constexpr size_t kMaxCommandsPerEntry = 4096;
 inline constexpr size_t kMaxEntryBytes = 4 * 1024 * 1024;

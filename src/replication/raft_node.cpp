@@ -136,6 +136,7 @@ struct RaftNode::Impl {
   int64_t longest_snapshot_stall_us = 0;
   std::unique_ptr<StateMachine::SnapshotParts> snapshot_parts;  // until snapshot_finalize
   uint64_t log_bytes_since_snapshot = 0;
+  uint64_t log_entries_since_snapshot = 0;
   bool snapshot_forced = false;
 
   // Shared with other threads.
@@ -231,6 +232,7 @@ int RaftNode::Impl::fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** resu
 // for the log.
 void RaftNode::Impl::account_log_bytes(size_t entry_bytes) {
   log_bytes_since_snapshot += entry_bytes;
+  log_entries_since_snapshot += 1;
   if (snapshot_forced || !raft_initialized) return;
   const uint64_t limit =
       std::clamp<uint64_t>(state.total_bytes() / 4, kMinSnapshotLogBytes, options.snapshot_max_log_bytes);
@@ -275,7 +277,19 @@ int RaftNode::Impl::fsm_snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n
            static_cast<unsigned long long>(self->state.total_messages()), parts->total_bytes(),
            static_cast<long long>(us));
   self->snapshot_parts = std::move(parts);
+  // Keep about snapshot_trailing_bytes of log behind this snapshot (libraft
+  // truncates with the trailing count set now, when the snapshot is stored).
+  if (self->log_entries_since_snapshot > 0) {
+    const uint64_t average_entry_bytes =
+        std::max<uint64_t>(1, self->log_bytes_since_snapshot / self->log_entries_since_snapshot);
+    const uint64_t trailing = std::clamp<uint64_t>(self->options.snapshot_trailing_bytes / average_entry_bytes,
+                                                   self->options.snapshot_trailing_entries,
+                                                   std::max<uint64_t>(self->options.snapshot_trailing_entries,
+                                                                      limits::kMaxTrailingEntries));
+    raft_set_snapshot_trailing(&self->raft_instance, static_cast<unsigned>(trailing));
+  }
   self->log_bytes_since_snapshot = 0;
+  self->log_entries_since_snapshot = 0;
   if (self->snapshot_forced) {
     self->snapshot_forced = false;
     raft_set_snapshot_threshold(&self->raft_instance, self->options.snapshot_threshold_entries);

@@ -87,7 +87,13 @@ struct RaftNodeOptions {
   // [kMinSnapshotLogBytes, snapshot_max_log_bytes]), whichever comes first.
   unsigned snapshot_threshold_entries = 8192;
   uint64_t snapshot_max_log_bytes = 256ULL << 20;
+  // Log kept after a snapshot, so that a lagging follower catches up by
+  // entries instead of a snapshot install (which can crash a follower in
+  // libraft 0.22.1, docs/RELIABILITY.md): about snapshot_trailing_bytes of
+  // recent entries, at least snapshot_trailing_entries and at most
+  // limits::kMaxTrailingEntries.
   unsigned snapshot_trailing_entries = 64;
+  uint64_t snapshot_trailing_bytes = 64ULL << 20;
   // How long a request waits for a leader to be known before `unavailable`.
   unsigned leader_wait_ms = 3000;
   // The business settings this node proposes when it leads (the state's own

@@ -60,6 +60,7 @@ class Node:
         self.extra_args = extra_args
         self.proc = None
         self.paused = False
+        self.crashes = []  # exit statuses of runs that ended without the nemesis or the test ending them
         self.log_path = self.data_dir.parent / f"n{i}.log"
 
     @property
@@ -67,6 +68,7 @@ class Node:
         return f"tcp/{self.net.address(self.i)}:{ZENOH_PORT}"
 
     def start(self, build_dir):
+        self.check_crash()
         args = [str(build_dir / "mailboxd"), "--node-id", str(self.i),
                 "--listen", self.endpoint,
                 "--raft-address", f"{self.net.address(self.i)}:{RAFT_PORT}",
@@ -95,8 +97,18 @@ class Node:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def check_crash(self):
+        """Records (once) a process that ended by itself (a crash)."""
+        if self.proc is not None and not getattr(self.proc, "ended_on_purpose", False) and \
+                self.proc.poll() is not None and not getattr(self.proc, "crash_noted", False):
+            self.proc.crash_noted = True
+            self.crashes.append(self.proc.returncode)
+            log(f"node {self.i} exited by itself with status {self.proc.returncode}; see {self.log_path}")
+
     def kill9(self):
+        self.check_crash()
         if self.running():
+            self.proc.ended_on_purpose = True
             self.proc.kill()
             self.proc.wait()
 
@@ -112,7 +124,9 @@ class Node:
 
     def stop(self):
         self.resume()
+        self.check_crash()
         if self.running():
+            self.proc.ended_on_purpose = True
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=15)
@@ -452,6 +466,8 @@ def main():
         end = time.time() + args.duration
         time.sleep(min(3.0, args.duration / 10))
         while time.time() < end:
+            for n in nodes.values():
+                n.check_crash()
             undo = nemesis.inject()
             time.sleep(min(rng.uniform(*args.fault_seconds), max(0.0, end - time.time())))
             undo()
@@ -460,6 +476,7 @@ def main():
         net.heal()
         for n in nodes.values():
             n.resume()
+            n.check_crash()
             if not n.running():
                 n.start(args.build_dir)
         stop.set()
@@ -516,6 +533,9 @@ def main():
     log(f"{len(rec.ops)} operations: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     log(f"{len(nemesis.events)} nemesis events")
     anomalies += rec.protocol_errors
+    for n in nodes.values():
+        if n.crashes:
+            anomalies.append(f"node {n.i} crashed (exit statuses {n.crashes}; see {n.log_path})")
     if rec.stats:
         log(f"reply counters: {rec.stats}")
 
