@@ -901,6 +901,9 @@ void RaftNode::Impl::on_changed(struct raft_change* request, int status) {
     change.release();
     return;
   }
+  // The status others read shows the new configuration before the caller
+  // hears that the change is done.
+  self->refresh_status();
   change->pending.done(Status::ok());
 }
 
