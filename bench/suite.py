@@ -636,7 +636,7 @@ def chart(results: dict, path: Path) -> None:
         ax.set_title(title)
         ax.margins(y=0.15)
         ax.set_xticks(range(len(scenarios)))
-        ax.set_xticklabels(scenarios)
+        ax.set_xticklabels([s.replace(", ", "\n", 1).replace(" at half", "\nat half") for s in scenarios], fontsize=8)
         if logy:
             ax.set_yscale("log")
         ax.grid(axis="y", alpha=0.3)
