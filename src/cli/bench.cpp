@@ -220,27 +220,21 @@ int run_bench(const BenchOptions& o, bool json) {
   // --sessions K: the clients share K sessions (client i uses session
   // i mod K), opened before any client starts; 0: each its own session.
   std::vector<std::shared_ptr<zenoh::Session>> sessions;
-  for (unsigned s = 0; s < o.sessions; ++s) {
-    std::string error;
-    std::shared_ptr<zenoh::Session> session = zenoh::Session::open(client_config(o.connect), &error);
-    if (!session) {
-      note_error("connect: " + error);
-      break;
-    }
-    sessions.push_back(std::move(session));
-  }
-  if (o.callback_driver) {
-    // Each client its own session unless --sessions says otherwise.
-    const unsigned own = o.sessions == 0 ? o.producers + o.consumers : 0;
-    for (unsigned s = 0; s < own; ++s) {
+  auto open_sessions = [&](unsigned count) {
+    for (unsigned s = 0; s < count; ++s) {
       std::string error;
       std::shared_ptr<zenoh::Session> session = zenoh::Session::open(client_config(o.connect), &error);
       if (!session) {
         note_error("connect: " + error);
-        break;
+        return;
       }
       sessions.push_back(std::move(session));
     }
+  };
+  open_sessions(o.sessions);
+  if (o.callback_driver) {
+    // Each client its own session unless --sessions says otherwise.
+    open_sessions(o.sessions == 0 ? o.producers + o.consumers : 0);
     if (totals.errors == 0 && !sessions.empty()) {
       run_callback_clients(o, totals, measure_from, end, payload, sessions, box_of, note_error);
     }
