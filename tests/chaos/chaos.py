@@ -9,13 +9,15 @@ packet drops. The nemesis (seeded schedule) partitions (majority/minority,
 bridge, one-way, leader isolated), makes links lossy or slow, kills (-9) and
 restarts nodes, and pauses them (SIGSTOP/SIGCONT). Clients connect to
 different nodes (failing over to the others) and put, consume and peek on a
-few mailboxes; every operation is retried with its rid until its outcome is
-known or its retry budget runs out, and recorded once: call time, return
-time, outcome (ok / fail / unknown) and value. After the schedule the network
+few mailboxes; most operations carry a rid and are retried with it until
+their outcome is known or their retry budget runs out, some have none and
+are tried once; each is recorded once: call time, return time, outcome
+(ok / fail / unknown) and value. After the schedule the network
 is healed, every node is running, the mailboxes are drained (recorded too),
 replicas are compared, and `checker` (tools/checker, Porcupine) checks the
 history for linearizability against a FIFO queue per mailbox and accounts
-for every acknowledged put. Exit status 0 only when nothing is wrong.
+for every acknowledged put. A node that exits by itself (a crash) fails the
+run too. Exit status 0 only when nothing is wrong.
 
 Everything of a run is kept in --out (history, node logs, checker report and,
 on a violation, the checker's HTML timeline). Needs root and nftables.
@@ -61,6 +63,7 @@ class Node:
         self.proc = None
         self.paused = False
         self.crashes = []  # exit statuses of runs that ended without the nemesis or the test ending them
+        self.run_accounted = False  # the current run's end is known: ended on purpose, or its crash noted
         self.log_path = self.data_dir.parent / f"n{i}.log"
 
     @property
@@ -69,6 +72,7 @@ class Node:
 
     def start(self, build_dir):
         self.check_crash()
+        self.run_accounted = False
         args = [str(build_dir / "mailboxd"), "--node-id", str(self.i),
                 "--listen", self.endpoint,
                 "--raft-address", f"{self.net.address(self.i)}:{RAFT_PORT}",
@@ -99,16 +103,15 @@ class Node:
 
     def check_crash(self):
         """Records (once) a process that ended by itself (a crash)."""
-        if self.proc is not None and not getattr(self.proc, "ended_on_purpose", False) and \
-                self.proc.poll() is not None and not getattr(self.proc, "crash_noted", False):
-            self.proc.crash_noted = True
+        if self.proc is not None and not self.run_accounted and self.proc.poll() is not None:
+            self.run_accounted = True
             self.crashes.append(self.proc.returncode)
             log(f"node {self.i} exited by itself with status {self.proc.returncode}; see {self.log_path}")
 
     def kill9(self):
         self.check_crash()
         if self.running():
-            self.proc.ended_on_purpose = True
+            self.run_accounted = True
             self.proc.kill()
             self.proc.wait()
 
@@ -126,7 +129,7 @@ class Node:
         self.resume()
         self.check_crash()
         if self.running():
-            self.proc.ended_on_purpose = True
+            self.run_accounted = True
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=15)
