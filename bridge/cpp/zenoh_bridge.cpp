@@ -4,8 +4,14 @@
 #include <cstring>
 #include <string>
 
+#include "util/no_blocking_sends.hpp"
+
 namespace mailbox::zenoh {
 namespace {
+
+// Held by every trampoline while it runs a handler: a handler runs on a
+// Zenoh worker and must never wait on a Zenoh send (util/no_blocking_sends.hpp).
+constexpr const char* kInZenohCallback = "inside a Zenoh callback: hand sends and finished queries to another thread";
 
 constexpr size_t kErrorBufferBytes = 512;
 
@@ -46,17 +52,20 @@ std::optional<std::string_view> Query::attachment() const { return optional_view
 bool Query::reply(std::string_view key, std::string_view payload, std::string_view encoding,
                   std::optional<std::string_view> attachment) const {
   if (handle_ == nullptr) return false;
+  assert_may_block_on_zenoh("Query::reply");
   return mbz_query_reply(handle_, bytes_of(key), bytes_of(payload), bytes_of(encoding), optional_bytes(attachment)) ==
          MBZ_OK;
 }
 
 bool Query::reply_error(std::string_view payload, std::string_view encoding) const {
   if (handle_ == nullptr) return false;
+  assert_may_block_on_zenoh("Query::reply_error");
   return mbz_query_reply_err(handle_, bytes_of(payload), bytes_of(encoding)) == MBZ_OK;
 }
 
 void Query::finish() {
   if (handle_ != nullptr) {
+    assert_may_block_on_zenoh("Query::finish");
     mbz_query_drop(handle_);
     handle_ = nullptr;
   }
@@ -76,11 +85,13 @@ Session::~Session() { mbz_session_close(handle_); }
 
 std::unique_ptr<Queryable> Session::declare_queryable(const std::string& key_expr, bool complete,
                                                       QueryHandler handler, std::string* error) {
+  assert_may_block_on_zenoh("Session::declare_queryable");
   std::unique_ptr<Queryable> q(new Queryable());
   q->handler_ = std::move(handler);
   char buffer[kErrorBufferBytes] = {0};
   auto trampoline = [](void* context, MbzQuery* query) {
     auto* self = static_cast<Queryable*>(context);
+    NoBlockingSendsScope scope(kInZenohCallback);
     try {
       self->handler_(Query(query));
     } catch (...) {
@@ -97,6 +108,7 @@ std::unique_ptr<Queryable> Session::declare_queryable(const std::string& key_exp
 
 std::unique_ptr<Subscriber> Session::declare_subscriber(const std::string& key_expr, SampleHandler handler,
                                                         std::string* error) {
+  assert_may_block_on_zenoh("Session::declare_subscriber");
   std::unique_ptr<Subscriber> s(new Subscriber());
   s->handler_ = std::move(handler);
   char buffer[kErrorBufferBytes] = {0};
@@ -104,6 +116,7 @@ std::unique_ptr<Subscriber> Session::declare_subscriber(const std::string& key_e
     auto* self = static_cast<Subscriber*>(context);
     Sample view{view_of(sample->key), view_of(sample->payload), view_of(sample->encoding),
                 optional_view(sample->attachment), optional_view(sample->timestamp)};
+    NoBlockingSendsScope scope(kInZenohCallback);
     try {
       self->handler_(view);
     } catch (...) {
@@ -118,6 +131,7 @@ std::unique_ptr<Subscriber> Session::declare_subscriber(const std::string& key_e
 }
 
 std::unique_ptr<LivelinessToken> Session::declare_liveliness_token(const std::string& key_expr, std::string* error) {
+  assert_may_block_on_zenoh("Session::declare_liveliness_token");
   std::unique_ptr<LivelinessToken> t(new LivelinessToken());
   char buffer[kErrorBufferBytes] = {0};
   t->handle_ = mbz_declare_liveliness_token(handle_, bytes_of(key_expr), buffer, sizeof buffer);
@@ -130,11 +144,13 @@ std::unique_ptr<LivelinessToken> Session::declare_liveliness_token(const std::st
 
 std::unique_ptr<Subscriber> Session::declare_liveliness_subscriber(const std::string& key_expr,
                                                                    LivelinessHandler handler, std::string* error) {
+  assert_may_block_on_zenoh("Session::declare_liveliness_subscriber");
   std::unique_ptr<Subscriber> s(new Subscriber());
   s->liveliness_handler_ = std::move(handler);
   char buffer[kErrorBufferBytes] = {0};
   auto trampoline = [](void* context, MbzBytes key, bool alive) {
     auto* self = static_cast<Subscriber*>(context);
+    NoBlockingSendsScope scope(kInZenohCallback);
     try {
       self->liveliness_handler_(view_of(key), alive);
     } catch (...) {
@@ -149,12 +165,16 @@ std::unique_ptr<Subscriber> Session::declare_liveliness_subscriber(const std::st
   return s;
 }
 
-LivelinessToken::~LivelinessToken() { mbz_undeclare_liveliness_token(handle_); }
+LivelinessToken::~LivelinessToken() {
+  assert_may_block_on_zenoh("~LivelinessToken");
+  mbz_undeclare_liveliness_token(handle_);
+}
 
 bool Session::put(std::string_view key_expr, std::string_view payload, std::optional<std::string_view> encoding,
-                  std::optional<std::string_view> attachment) {
-  return mbz_put(handle_, bytes_of(key_expr), bytes_of(payload), optional_bytes(encoding),
-                 optional_bytes(attachment)) == MBZ_OK;
+                  std::optional<std::string_view> attachment, bool block) {
+  assert_may_block_on_zenoh("Session::put");
+  return mbz_put(handle_, bytes_of(key_expr), bytes_of(payload), optional_bytes(encoding), optional_bytes(attachment),
+                 block ? MBZ_CONGESTION_BLOCK : MBZ_CONGESTION_DROP) == MBZ_OK;
 }
 
 namespace {
@@ -162,12 +182,14 @@ void get_reply_trampoline(void* ctx, const MbzReply* reply) {
   auto* c = static_cast<GetContext*>(ctx);
   Reply r{reply->is_ok, view_of(reply->key), view_of(reply->payload), view_of(reply->encoding),
           optional_view(reply->attachment)};
+  NoBlockingSendsScope scope(kInZenohCallback);
   try {
     if (c->on_reply) c->on_reply(r);
   } catch (...) {
   }
 }
 void get_done_trampoline(void* ctx) {
+  NoBlockingSendsScope scope(kInZenohCallback);
   std::unique_ptr<GetContext> c(static_cast<GetContext*>(ctx));
   try {
     if (c->on_done) c->on_done();
@@ -184,6 +206,7 @@ bool Session::liveliness_get(std::string_view key_expr, uint64_t timeout_ms, Rep
 }
 
 bool Session::get(std::string_view selector, const GetOptions& options, ReplyHandler on_reply, DoneHandler on_done) {
+  assert_may_block_on_zenoh("Session::get");
   auto* context = new GetContext{std::move(on_reply), std::move(on_done)};
   MbzGetOptions raw{options.timeout_ms, static_cast<int32_t>(options.target),
                     static_cast<int32_t>(options.consolidation)};
@@ -191,12 +214,19 @@ bool Session::get(std::string_view selector, const GetOptions& options, ReplyHan
                  optional_bytes(options.attachment), &raw, get_reply_trampoline, get_done_trampoline, context) == MBZ_OK;
 }
 
-Queryable::~Queryable() { mbz_undeclare_queryable(handle_); }
-Subscriber::~Subscriber() { mbz_undeclare_subscriber(handle_); }
+Queryable::~Queryable() {
+  assert_may_block_on_zenoh("~Queryable");
+  mbz_undeclare_queryable(handle_);
+}
+Subscriber::~Subscriber() {
+  assert_may_block_on_zenoh("~Subscriber");
+  mbz_undeclare_subscriber(handle_);
+}
 
-void use_compact_runtime_unless_configured() {
-  const std::string layout = "(app:(worker_threads:" + std::to_string(kCompactRuntimeWorkerThreads) +
-                             "),rx:(handover:app),tx:(handover:app),net:(handover:app),acc:(handover:app))";
+void use_mailbox_runtime_unless_configured() {
+  const std::string layout = "(app:(worker_threads:" + std::to_string(kAppRuntimeWorkerThreads) +
+                             "),rx:(handover:app),net:(handover:app),acc:(handover:app),tx:(worker_threads:" +
+                             std::to_string(kTxRuntimeWorkerThreads) + "))";
   setenv("ZENOH_RUNTIME", layout.c_str(), /*overwrite=*/0);
 }
 

@@ -2,8 +2,12 @@
 // (bridge/include/mailbox_bridge.h). The only place C++ code touches Zenoh.
 //
 // Threads: a Session may be used from any thread. Callbacks run on Zenoh's
-// threads; they must be quick, must not throw and should only hand work to
-// another thread. `Query` objects are owned, move-only and may be answered
+// threads; they must be quick, must not throw and must only hand work to
+// another thread: no send of any kind (reply, finishing a query, put, get,
+// declare, undeclare) may start inside one, because a send can wait for a
+// queue that only a Zenoh task frees. Every send asserts this, in release
+// builds too (util/no_blocking_sends.hpp). A handler that receives a Query
+// must move it out, never let it die inside the callback. `Query` objects are owned, move-only and may be answered
 // from any thread; destroying one ends the client's reply stream.
 //
 // Ownership: Session owns the Zenoh session and must outlive every Queryable
@@ -110,8 +114,11 @@ class Session {
                                                std::string* error);
   std::unique_ptr<Subscriber> declare_subscriber(const std::string& key_expr, SampleHandler handler,
                                                  std::string* error);
+  // Publishes. `block`: wait for room in every transport queue on the way
+  // rather than let Zenoh drop the publication when one is full (Zenoh's
+  // default for puts is to drop; docs/PROTOCOL.md, "Fire-and-forget puts").
   bool put(std::string_view key_expr, std::string_view payload, std::optional<std::string_view> encoding,
-           std::optional<std::string_view> attachment);
+           std::optional<std::string_view> attachment, bool block = true);
   // A token alive in the network while the returned object (and this
   // session) lives.
   std::unique_ptr<LivelinessToken> declare_liveliness_token(const std::string& key_expr, std::string* error);
@@ -174,15 +181,26 @@ class LivelinessToken {
 void init_logging(const char* default_level);
 
 // Zenoh's runtime layout for this process unless the environment variable
-// ZENOH_RUNTIME already sets one: every Zenoh runtime (rx, tx, net, acc)
-// handed over to one `app` runtime with kCompactRuntimeWorkerThreads worker
-// threads, instead of Zenoh's default of six threads in five runtimes. On
-// few cores this cuts the wake-ups between Zenoh's own threads per request
-// (receive, route, per-query timers, send run on one thread); see
-// docs/BENCHMARKS.md, "Performance pass". Sets ZENOH_RUNTIME, so call it
-// first thing in main, before any thread starts and before any other call
-// into Zenoh (the runtimes are built on first use).
-inline constexpr int kCompactRuntimeWorkerThreads = 1;
-void use_compact_runtime_unless_configured();
+// ZENOH_RUNTIME already sets one: the `tx` runtime (the tasks that drain
+// each link's transmission queue into its socket) on threads of its own,
+// and every other runtime (rx: receive and route; net, acc: links and
+// accepts; app: callbacks and timers) handed over to one `app` runtime.
+//
+// Why these two and no fewer: a Zenoh send (routing a query to another
+// router, a reply, finishing a query) that finds the link's queue full
+// waits synchronously, on the thread that makes it, for the tx task to free
+// a batch. Messages over one batch (64 KiB) fill it at once. If the tx task
+// ran on the same single worker, nothing could free it: the send stalled
+// until Zenoh closed the link 5 s later and the reply was lost (issue #11).
+// A tx runtime of its own cannot be blocked by a send, because no send runs
+// on it. Why not Zenoh's default (six threads in five runtimes): on two
+// cores the hand-offs between them cost CPU per request
+// (docs/BENCHMARKS.md, "Performance pass" and "Zenoh runtime layout").
+// Sets ZENOH_RUNTIME, so call it first thing in main, before any thread
+// starts and before any other call into Zenoh (the runtimes are built on
+// first use).
+inline constexpr int kAppRuntimeWorkerThreads = 1;
+inline constexpr int kTxRuntimeWorkerThreads = 1;
+void use_mailbox_runtime_unless_configured();
 
 }  // namespace mailbox::zenoh

@@ -47,6 +47,18 @@
 #define MBZ_TARGET_ALL_COMPLETE 2
 
 /**
+ * Congestion control of a put: drop the publication when a transport
+ * queue on its way is full (Zenoh's default for puts).
+ */
+#define MBZ_CONGESTION_DROP 0
+
+/**
+ * Congestion control of a put: wait for room in every transport queue on
+ * its way, so that the publication is not dropped.
+ */
+#define MBZ_CONGESTION_BLOCK 1
+
+/**
  * Consolidation: Zenoh's default (`Latest` unless the selector has a time range).
  */
 #define MBZ_CONSOLIDATION_AUTO 0
@@ -266,13 +278,15 @@ int32_t mbz_query_reply_err(const struct MbzQuery *query,
 void mbz_query_drop(struct MbzQuery *query);
 
 /**
- * Publishes `payload` on `key_expr`. `encoding` and `attachment` may be absent.
+ * Publishes `payload` on `key_expr`. `encoding` and `attachment` may be
+ * absent. `congestion_control` is one of the `MBZ_CONGESTION_*` constants.
  */
 int32_t mbz_put(const struct MbzSession *session,
                 struct MbzBytes key_expr,
                 struct MbzBytes payload,
                 struct MbzBytes encoding,
-                struct MbzBytes attachment);
+                struct MbzBytes attachment,
+                int32_t congestion_control);
 
 /**
  * Declares a subscriber on `key_expr`; `callback(context, sample)` runs on a

@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use zenoh::bytes::{Encoding, ZBytes};
 use zenoh::key_expr::KeyExpr;
+use zenoh::qos::CongestionControl;
 use zenoh::liveliness::LivelinessToken;
 use zenoh::sample::SampleKind;
 use zenoh::pubsub::Subscriber;
@@ -59,6 +60,13 @@ pub const MBZ_TARGET_BEST_MATCHING: i32 = 0;
 pub const MBZ_TARGET_ALL: i32 = 1;
 /// Query target: every matching complete queryable.
 pub const MBZ_TARGET_ALL_COMPLETE: i32 = 2;
+
+/// Congestion control of a put: drop the publication when a transport
+/// queue on its way is full (Zenoh's default for puts).
+pub const MBZ_CONGESTION_DROP: i32 = 0;
+/// Congestion control of a put: wait for room in every transport queue on
+/// its way, so that the publication is not dropped.
+pub const MBZ_CONGESTION_BLOCK: i32 = 1;
 
 /// Consolidation: Zenoh's default (`Latest` unless the selector has a time range).
 pub const MBZ_CONSOLIDATION_AUTO: i32 = 0;
@@ -469,7 +477,8 @@ pub unsafe extern "C" fn mbz_query_drop(query: *mut MbzQuery) {
     let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(query))));
 }
 
-/// Publishes `payload` on `key_expr`. `encoding` and `attachment` may be absent.
+/// Publishes `payload` on `key_expr`. `encoding` and `attachment` may be
+/// absent. `congestion_control` is one of the `MBZ_CONGESTION_*` constants.
 #[no_mangle]
 pub unsafe extern "C" fn mbz_put(
     session: *const MbzSession,
@@ -477,13 +486,17 @@ pub unsafe extern "C" fn mbz_put(
     payload: MbzBytes,
     encoding: MbzBytes,
     attachment: MbzBytes,
+    congestion_control: i32,
 ) -> i32 {
     run_guarded(|| {
         let Some(s) = session.as_ref() else { return MBZ_ERR_INVALID };
         let Ok(key) = borrow_str(key_expr) else { return MBZ_ERR_INVALID };
         let Ok(key) = KeyExpr::try_from(key.to_string()) else { return MBZ_ERR_INVALID };
         let body = ZBytes::from(borrow(payload).unwrap_or(&[]).to_vec());
-        let mut builder = s.session.put(key, body);
+        let mut builder = s.session.put(key, body).congestion_control(match congestion_control {
+            MBZ_CONGESTION_BLOCK => CongestionControl::Block,
+            _ => CongestionControl::Drop,
+        });
         if let Some(enc) = encoding_from(borrow(encoding)) {
             builder = builder.encoding(enc);
         }

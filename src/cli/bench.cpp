@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <functional>
 #include <cstdio>
+#include <deque>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -80,11 +81,12 @@ struct CallbackClient {
 
 }  // namespace
 
-// --driver callbacks: no thread per client. Every client sends its next
-// request from the done callback of its previous one (on a Zenoh thread), so
-// each still has exactly one request in flight, as in the threaded driver,
-// and latency is measured the same way (send to end of the reply stream).
-// Closed loop with acknowledged puts only.
+// --driver callbacks: no thread per client. The done callback of each
+// client's request (on a Zenoh thread) settles it and queues the client for
+// its next request, which one sender thread sends (a Zenoh callback must
+// never send: bridge/cpp/zenoh_bridge.hpp). Each client still has exactly
+// one request in flight, as in the threaded driver, and latency is measured
+// the same way (send to end of the reply stream).
 static void run_callback_clients(const BenchOptions& o, Totals& totals, Clock::time_point measure_from,
                                  Clock::time_point end, const std::string& payload,
                                  const std::vector<std::shared_ptr<zenoh::Session>>& sessions,
@@ -100,12 +102,21 @@ static void run_callback_clients(const BenchOptions& o, Totals& totals, Clock::t
     c->key = o.prefix + "/" + box_of(c->index);
     clients.push_back(std::move(c));
   }
-  std::mutex finished_mutex;
-  std::condition_variable finished_cv;
+  // Clients whose next request is due, with whether it is a new one (false:
+  // retry the same); at most one entry per client. `running` counts the
+  // clients not finished.
+  std::mutex queue_mutex;
+  std::condition_variable queue_cv;
+  std::deque<std::pair<CallbackClient*, bool>> due;
   unsigned running = n;
   auto finish = [&] {
-    std::lock_guard<std::mutex> lock(finished_mutex);
-    if (--running == 0) finished_cv.notify_all();
+    std::lock_guard<std::mutex> lock(queue_mutex);
+    if (--running == 0) queue_cv.notify_all();
+  };
+  auto schedule = [&](CallbackClient& c, bool new_request) {
+    std::lock_guard<std::mutex> lock(queue_mutex);
+    due.emplace_back(&c, new_request);
+    queue_cv.notify_all();
   };
   zenoh::GetOptions put_options;
   put_options.timeout_ms = kQueryTimeoutMs;
@@ -147,7 +158,7 @@ static void run_callback_clients(const BenchOptions& o, Totals& totals, Clock::t
       }
     }
     if (done >= end) return finish();
-    send(c, next_is_new);
+    schedule(c, next_is_new);
   };
   send = [&](CallbackClient& c, bool new_request) {
     if (new_request) {
@@ -182,10 +193,18 @@ static void run_callback_clients(const BenchOptions& o, Totals& totals, Clock::t
         },
         [client, &on_done] { on_done(*client); });
   };
-  for (auto& c : clients) send(*c, true);
-  {
-    std::unique_lock<std::mutex> lock(finished_mutex);
-    finished_cv.wait(lock, [&] { return running == 0; });
+  for (auto& c : clients) schedule(*c, true);
+  // The sender: this thread.
+  for (;;) {
+    std::pair<CallbackClient*, bool> next;
+    {
+      std::unique_lock<std::mutex> lock(queue_mutex);
+      queue_cv.wait(lock, [&] { return running == 0 || !due.empty(); });
+      if (due.empty()) break;  // every client finished
+      next = due.front();
+      due.pop_front();
+    }
+    send(*next.first, next.second);
   }
   std::lock_guard<std::mutex> lock(totals.mutex);
   for (auto& c : clients) {

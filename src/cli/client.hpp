@@ -33,6 +33,8 @@ class Client {
   // decisive first: OK replies, then errors, then `unavailable` (which a
   // node cut off from the leader may send beside the leader's answer).
   std::vector<ClientReply> query(const std::string& selector, const zenoh::GetOptions& options);
+  // A fire-and-forget put with blocking congestion control: Zenoh never
+  // drops it on the way to the service (docs/PROTOCOL.md).
   bool publish(const std::string& key, const std::string& payload, const std::optional<std::string>& encoding);
 
  private:

@@ -153,7 +153,7 @@ uint64_t timeout_for_wait(uint64_t timeout_ms, const std::string& wait) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  mailbox::zenoh::use_compact_runtime_unless_configured();  // before any thread starts
+  mailbox::zenoh::use_mailbox_runtime_unless_configured();  // before any thread starts
   signal(SIGPIPE, SIG_IGN);
   CLI::App app{"mailbox: command-line client of the mailbox service"};
   app.require_subcommand(1);
@@ -237,8 +237,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   std::string bench_driver = "threads";
   bench->add_option("--driver", bench_driver,
-                    "threads: a thread per client; callbacks: each client sends its next request from the "
-                    "previous one's completion callback (closed loop, acknowledged puts)")
+                    "threads: a thread per client; callbacks: no thread per client, each completion callback "
+                    "queues its client and one sender thread sends the next request (closed loop, acknowledged "
+                    "puts)")
       ->check(CLI::IsMember({"threads", "callbacks"}))
       ->capture_default_str();
   bench->add_option("--rate", bench_options.rate_per_second, "total put rate per second (0: closed loop)")

@@ -26,7 +26,7 @@ constexpr int kExitStartFailed = 1;
 
 int main(int argc, char** argv) {
   using namespace mailbox;
-  zenoh::use_compact_runtime_unless_configured();  // before any thread starts
+  zenoh::use_mailbox_runtime_unless_configured();  // before any thread starts
   CLI::App app{"mailboxd: a durable, replicated mailbox service over Zenoh"};
   std::vector<std::string> listen{"tcp/127.0.0.1:7447"};
   std::vector<std::string> connect;

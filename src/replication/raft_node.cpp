@@ -15,11 +15,13 @@
 #include "replication/nodelay_transport.hpp"
 #include "replication/raft_include.hpp"
 #include "util/log.hpp"
+#include "util/no_blocking_sends.hpp"
 
 namespace mailbox {
 namespace {
 
 constexpr unsigned kStatusRefreshIntervalMs = 20;
+constexpr const char* kNotRunningMessage = "the server is shutting down";
 // How often the leader checks whether a sweep (expiry, lease end) is due.
 constexpr int64_t kSweepCheckIntervalMs = 100;
 constexpr size_t kRaftBlockSizeBytes = 4096;
@@ -934,6 +936,8 @@ Status RaftNode::start() {
   auto started_future = started.get_future();
   loop_thread_ = std::thread([this, &started] {
     pthread_setname_np(pthread_self(), "mbx-raft-loop");
+    // Result callbacks run here: they hand replies to another thread.
+    NoBlockingSendsScope no_sends("on the Raft loop thread: hand replies to the reply worker");
     Impl& impl = *impl_;
     Status s = impl.open_raft();
     if (!s.is_ok()) {
@@ -998,39 +1002,57 @@ void RaftNode::stop() {
 }
 
 bool RaftNode::submit_command(Command command, CommandCallback done, int64_t wait_ms) {
-  if (!impl_) return false;
+  if (!impl_) {
+    CommandResult refused;
+    refused.status = Status::error(ErrorCode::kUnavailable, kNotRunningMessage);
+    done(std::move(refused));
+    return false;
+  }
   const int64_t now = steady_ms();
   const int64_t deadline = wait_ms > 0 && std::holds_alternative<ConsumeCommand>(command) ? now + wait_ms : 0;
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
-    if (!impl_->accepting) return false;
-    impl_->inbox_commands.push_back(Impl::PendingCommand{std::move(command), std::move(done), now, deadline});
-    // Under the lock: the loop closes the handle only after `accepting` is false.
-    uv_async_send(&impl_->wakeup);
+    if (impl_->accepting) {
+      impl_->inbox_commands.push_back(Impl::PendingCommand{std::move(command), std::move(done), now, deadline});
+      // Under the lock: the loop closes the handle only after `accepting` is false.
+      uv_async_send(&impl_->wakeup);
+      return true;
+    }
   }
-  return true;
+  CommandResult refused;
+  refused.status = Status::error(ErrorCode::kUnavailable, kNotRunningMessage);
+  done(std::move(refused));
+  return false;
 }
 
 bool RaftNode::submit_membership(MembershipRequest request, StatusCallback done) {
-  if (!impl_) return false;
-  std::lock_guard<std::mutex> lock(impl_->mutex);
-  if (!impl_->accepting) return false;
-  impl_->inbox_membership.push_back(Impl::PendingMembership{std::move(request), std::move(done)});
-  uv_async_send(&impl_->wakeup);
-  return true;
+  if (impl_) {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    if (impl_->accepting) {
+      impl_->inbox_membership.push_back(Impl::PendingMembership{std::move(request), std::move(done)});
+      uv_async_send(&impl_->wakeup);
+      return true;
+    }
+  }
+  done(Status::error(ErrorCode::kUnavailable, kNotRunningMessage));
+  return false;
 }
 
 bool RaftNode::submit_read(ReadRequest read, ReadCallback done) {
-  if (!impl_) return false;
-  {
+  if (impl_) {
     std::lock_guard<std::mutex> lock(impl_->mutex);
-    if (!impl_->accepting) return false;
-    const int64_t now = steady_ms();
-    const int64_t deadline = read.wait_ms > 0 && read.kind == ReadRequest::Kind::kPeek ? now + read.wait_ms : 0;
-    impl_->inbox_reads.push_back(Impl::PendingRead{std::move(read), std::move(done), now, deadline});
-    uv_async_send(&impl_->wakeup);
+    if (impl_->accepting) {
+      const int64_t now = steady_ms();
+      const int64_t deadline = read.wait_ms > 0 && read.kind == ReadRequest::Kind::kPeek ? now + read.wait_ms : 0;
+      impl_->inbox_reads.push_back(Impl::PendingRead{std::move(read), std::move(done), now, deadline});
+      uv_async_send(&impl_->wakeup);
+      return true;
+    }
   }
-  return true;
+  ReadResult refused;
+  refused.status = Status::error(ErrorCode::kUnavailable, kNotRunningMessage);
+  done(std::move(refused));
+  return false;
 }
 
 bool RaftNode::is_leader() const { return impl_ && impl_->is_leader.load(); }

@@ -139,7 +139,9 @@ class RaftNode {
   void stop();
 
   // Queue work for the loop thread. False when the node is not running; the
-  // callback is then not called. A consume with `wait_ms > 0` that finds
+  // callback has then been called, on the calling thread, with
+  // `unavailable`. Either way the callback is called exactly once, so it
+  // may own what it answers. A consume with `wait_ms > 0` that finds
   // its mailbox empty is parked and retried when a message arrives, until
   // the wait ends (then it completes with `empty`); so is a peek read with
   // `ReadRequest::wait_ms`. At most limits::kMaxParkedWaiters wait at once;

@@ -198,8 +198,7 @@ bool MailboxService::may_act(SharedQuery& query) {
   // A cluster of one waits (boundedly) for itself to win its election.
   if (node_.leader_id() == 0 && node_.single_voter()) return true;
   if (other_leader_token_seen()) {
-    query.reset();
-    release();
+    finish_without_reply(std::move(query));
     return false;
   }
   std::lock_guard<std::mutex> lock(undecided_mutex_);
@@ -212,8 +211,7 @@ bool MailboxService::may_act(SharedQuery& query) {
   // Too many held: say nothing rather than a possibly false `unavailable`
   // (the client's query times out: an unknown outcome).
   counters_.rejected_overload.fetch_add(1, std::memory_order_relaxed);
-  query.reset();
-  release();
+  finish_without_reply(std::move(query));
   return false;
 }
 
@@ -267,8 +265,7 @@ void MailboxService::settle_undecided(bool all) {
                                 "leadership changed while the query waited; it may have been applied: retry with "
                                 "the same rid"));
     } else if (leader_answers) {
-      u.query.reset();  // the live leader answers it
-      release();
+      finish_without_reply(std::move(u.query));  // the live leader answers it
     } else {
       reply_error(std::move(u.query), Status::error(ErrorCode::kUnavailable, unavailable_message(leader)));
     }
@@ -339,13 +336,11 @@ void MailboxService::submit_settle(SharedQuery query, Request&& request) {
     command = NackCommand{request.mailbox, *request.message_id, request.rid.value_or("")};
   }
   const uint64_t id = *request.message_id;
-  auto done = [this, query, id](CommandResult&& r) mutable {
+  auto done = [this, query = std::move(query), id](CommandResult&& r) mutable {
     if (!r.status.is_ok()) return reply_error(std::move(query), std::move(r.status));
     reply_json(std::move(query), put_reply(id));
   };
-  if (!node_.submit_command(std::move(command), std::move(done))) {
-    reply_error(std::move(query), Status::error(ErrorCode::kUnavailable, "the server is shutting down"));
-  }
+  node_.submit_command(std::move(command), std::move(done));
 }
 
 void MailboxService::submit_put(SharedQuery query, Request&& request) {
@@ -370,39 +365,33 @@ void MailboxService::submit_put(SharedQuery query, Request&& request) {
   put.payload = std::string(*payload);
   put.ttl_ms = request.ttl_ms.value_or(options_.default_ttl_ms);
   put.rid = request.rid.value_or("");
-  auto done = [this, query](CommandResult&& r) mutable {
+  auto done = [this, query = std::move(query)](CommandResult&& r) mutable {
     if (!r.status.is_ok()) return reply_error(std::move(query), std::move(r.status));
     reply_json(std::move(query), put_reply(r.put_id));
   };
-  if (!node_.submit_command(std::move(put), std::move(done))) {
-    reply_error(std::move(query), Status::error(ErrorCode::kUnavailable, "the server is shutting down"));
-  }
+  node_.submit_command(std::move(put), std::move(done));
 }
 
 void MailboxService::submit_consume(SharedQuery query, Request&& request) {
   const bool batch_shape = request.max_count.has_value();
   ConsumeCommand consume{request.mailbox, request.max_count.value_or(1), request.lease_ms.value_or(0),
                          request.rid.value_or("")};
-  auto done = [this, query, batch_shape, mailbox = request.mailbox](CommandResult&& r) mutable {
+  auto done = [this, query = std::move(query), batch_shape, mailbox = request.mailbox](CommandResult&& r) mutable {
     if (!r.status.is_ok()) return reply_error(std::move(query), std::move(r.status));
     reply_messages(std::move(query), std::move(mailbox), std::move(r.messages), batch_shape);
   };
-  if (!node_.submit_command(std::move(consume), std::move(done), request.wait_ms.value_or(0))) {
-    reply_error(std::move(query), Status::error(ErrorCode::kUnavailable, "the server is shutting down"));
-  }
+  node_.submit_command(std::move(consume), std::move(done), request.wait_ms.value_or(0));
 }
 
 void MailboxService::submit_read(SharedQuery query, ReadRequest&& read, bool batch_shape) {
   const ReadRequest::Kind kind = read.kind;
   std::string mailbox = read.mailbox;
-  auto done = [this, query, kind, batch_shape, mailbox](ReadResult&& r) mutable {
+  auto done = [this, query = std::move(query), kind, batch_shape, mailbox](ReadResult&& r) mutable {
     if (!r.status.is_ok()) return reply_error(std::move(query), std::move(r.status));
     if (kind == ReadRequest::Kind::kStats) return reply_json(std::move(query), stats_reply(mailbox, r.stats));
     reply_messages(std::move(query), std::move(mailbox), std::move(r.messages), batch_shape);
   };
-  if (!node_.submit_read(std::move(read), std::move(done))) {
-    reply_error(std::move(query), Status::error(ErrorCode::kUnavailable, "the server is shutting down"));
-  }
+  node_.submit_read(std::move(read), std::move(done));
 }
 
 void MailboxService::reply_error(SharedQuery query, Status status) {
@@ -422,6 +411,13 @@ void MailboxService::reply_error(SharedQuery query, Status status) {
 void MailboxService::reply_json(SharedQuery query, std::string json) {
   worker_.push([this, query = std::move(query), json = std::move(json)]() mutable {
     query->reply(query->key(), json, kJsonEncoding, std::nullopt);
+    query.reset();
+    release();
+  });
+}
+
+void MailboxService::finish_without_reply(SharedQuery query) {
+  worker_.push([this, query = std::move(query)]() mutable {
     query.reset();
     release();
   });
@@ -482,7 +478,7 @@ void MailboxService::on_publication(const zenoh::Sample& sample) {
 namespace mailbox {
 namespace {
 
-std::string status_json(uint64_t node_id, const RaftNodeStatus& s) {
+std::string status_json(uint64_t node_id, const RaftNodeStatus& s, const ServiceCounters& counters) {
   std::string out = "{\"id\":" + std::to_string(node_id);
   out += ",\"state\":";
   append_json_string(out, s.state);
@@ -496,6 +492,10 @@ std::string status_json(uint64_t node_id, const RaftNodeStatus& s) {
   out += ",\"parked_waiters\":" + std::to_string(s.parked_waiters);
   out += ",\"snapshots\":" + std::to_string(s.snapshots_taken);
   out += ",\"longest_snapshot_stall_us\":" + std::to_string(s.longest_snapshot_stall_us);
+  out += ",\"queries\":" + std::to_string(counters.queries.load(std::memory_order_relaxed));
+  out += ",\"publications\":" + std::to_string(counters.publications.load(std::memory_order_relaxed));
+  out += ",\"publications_dropped\":" + std::to_string(counters.publications_dropped.load(std::memory_order_relaxed));
+  out += ",\"rejected_overload\":" + std::to_string(counters.rejected_overload.load(std::memory_order_relaxed));
   out += ",\"configuration\":[";
   for (size_t i = 0; i < s.configuration.size(); ++i) {
     if (i) out += ",";
@@ -517,7 +517,7 @@ void MailboxService::on_admin_query(zenoh::Query&& raw) {
   const std::string_view key = query->key();
   const std::string base = admin_key() + "/";
   const std::string_view op = key.size() > base.size() ? key.substr(base.size()) : std::string_view();
-  if (op == "status") return reply_json(std::move(query), status_json(options_.node_id, node_.status()));
+  if (op == "status") return reply_json(std::move(query), status_json(options_.node_id, node_.status(), counters_));
 
   MembershipRequest request;
   if (op == "add") request.op = MembershipRequest::Op::kAdd;
@@ -537,13 +537,11 @@ void MailboxService::on_admin_query(zenoh::Query&& raw) {
                                                        "use add?id=<n>;address=<host:port>, remove?id=<n>, "
                                                        "transfer[?id=<n>]"));
   }
-  auto done = [this, query](Status&& s) mutable {
+  auto done = [this, query = std::move(query)](Status&& s) mutable {
     if (!s.is_ok()) return reply_error(std::move(query), std::move(s));
     reply_json(std::move(query), "{\"ok\":true}");
   };
-  if (!node_.submit_membership(std::move(request), std::move(done))) {
-    reply_error(std::move(query), Status::error(ErrorCode::kUnavailable, "the server is shutting down"));
-  }
+  node_.submit_membership(std::move(request), std::move(done));
 }
 
 }  // namespace mailbox

@@ -30,7 +30,11 @@
 // finish the query).
 //
 // Threads: `start`/`stop` from the owning thread. Zenoh callbacks only parse
-// and enqueue. The RaftNode and the Zenoh session must outlive the service.
+// and enqueue; they never send (no reply, no finished query: the bridge
+// asserts it). Each query is owned by exactly one holder at a time (the
+// callback, then a pending Raft callback or the held list, then the reply
+// worker), so its last reference, whose release finishes it, is always
+// dropped on the reply worker. The RaftNode and the Zenoh session must outlive the service.
 #pragma once
 
 #include <atomic>
@@ -114,6 +118,9 @@ class MailboxService {
   void reply_messages(SharedQuery query, std::string mailbox, std::vector<DeliveredMessage> messages,
                       bool batch_shape);
   void reply_json(SharedQuery query, std::string json);
+  // Ends the query's reply stream without a reply (another node answers it),
+  // on the worker: finishing a query is a Zenoh send.
+  void finish_without_reply(SharedQuery query);
 
   ServiceOptions options_;
   zenoh::Session& session_;

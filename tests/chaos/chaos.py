@@ -171,11 +171,38 @@ class Recorder:
             self.protocol_errors.append(text)
 
 
+# A share of the puts carry large payloads (issue #11: large messages between
+# routers once stalled and lost replies): (probability, payload bytes).
+LARGE_PUT_SIZES = [(0.04, 64 * 1024), (0.03, 256 * 1024), (0.01, 1024 * 1024)]
+
+
+def payload_of(value):
+    """The bytes put for `value`: the value itself, or for a large put
+    (value ending in `L<size>`) the value, a `|` and padding up to size."""
+    if "L" not in value:
+        return value.encode()
+    size = int(value.rsplit("L", 1)[1])
+    head = value.encode() + b"|"
+    return head + b"x" * (size - len(head))
+
+
+def value_of(payload):
+    """The value a payload carries; a large one whose size or padding is
+    not what its value says is a protocol error (a corrupted message)."""
+    text = payload.decode()
+    if "|" not in text:
+        return ("ok", text)
+    value, pad = text.split("|", 1)
+    if payload != payload_of(value) or pad.strip("x"):
+        return ("protocol", f"corrupted large message {value}: {len(payload)} bytes")
+    return ("ok", value)
+
+
 def classify(reply):
     """One reply as ('ok', text) | ('empty',) | ('unavailable',) | ('uncertain', why)
     | ('protocol', text)."""
     if reply.ok is not None:
-        return ("ok", reply.ok.payload.to_bytes().decode())
+        return value_of(reply.ok.payload.to_bytes())
     try:
         err = json.loads(reply.err.payload.to_bytes())
         code = err["code"]
@@ -226,7 +253,7 @@ def perform(session, rec, client_id, op, box, value, rid, stop_retrying, budget_
     idempotency keys would."""
     rid_param = f"?rid={rid}" if rid else ""
     if op == "put":
-        selector, payload = f"{PREFIX}/{box}/put{rid_param}", value.encode()
+        selector, payload = f"{PREFIX}/{box}/put{rid_param}", payload_of(value)
     elif op == "consume":
         selector, payload = f"{PREFIX}/{box}{rid_param}", None
     else:
@@ -284,6 +311,13 @@ def client_loop(client_id, endpoints, mailboxes, rec, stop, seed):
             rid = None if kind < 0.15 else f"k{client_id}-{seq}"
             budget = 1.5 if kind > 0.9 else RETRY_BUDGET_S
             value = f"c{client_id}-{seq}" if op == "put" else None
+            if op == "put":
+                size_roll = rng.random()
+                for share, size in LARGE_PUT_SIZES:
+                    if size_roll < share:
+                        value += f"L{size}"
+                        break
+                    size_roll -= share
             perform(session, rec, client_id, op, box, value, rid, lambda: False, budget)
             time.sleep(rng.random() * 0.02)
     finally:
