@@ -81,6 +81,24 @@ std::unique_ptr<Session> Session::open(const std::string& config_json5, std::str
   return std::unique_ptr<Session>(new Session(handle));
 }
 
+std::unique_ptr<Session> Session::open_deferred(const std::string& config_json5, std::string* error) {
+  char buffer[kErrorBufferBytes] = {0};
+  MbzSession* handle = mbz_session_open_deferred(bytes_of(config_json5), buffer, sizeof buffer);
+  if (handle == nullptr) {
+    if (error) *error = buffer;
+    return nullptr;
+  }
+  return std::unique_ptr<Session>(new Session(handle));
+}
+
+bool Session::start(std::string* error) {
+  assert_may_block_on_zenoh("Session::start");
+  char buffer[kErrorBufferBytes] = {0};
+  if (mbz_session_start(handle_, buffer, sizeof buffer) == MBZ_OK) return true;
+  if (error) *error = buffer;
+  return false;
+}
+
 Session::~Session() { mbz_session_close(handle_); }
 
 std::unique_ptr<Queryable> Session::declare_queryable(const std::string& key_expr, bool complete,

@@ -106,6 +106,13 @@ class Session {
  public:
   // Opens a session from a JSON5 config; null and `*error` set on failure.
   static std::unique_ptr<Session> open(const std::string& config_json5, std::string* error);
+  // Opens a session that neither listens nor connects until `start`, so a
+  // server can declare everything it serves before its first client
+  // arrives (SPEC v2, "Readiness").
+  static std::unique_ptr<Session> open_deferred(const std::string& config_json5, std::string* error);
+  // Starts a session from `open_deferred`: listens and connects. False (and
+  // `*error`) when it fails or the session was already started.
+  bool start(std::string* error);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;

@@ -205,6 +205,24 @@ struct MbzSession *mbz_session_open(struct MbzBytes config_json5,
                                     size_t error_capacity);
 
 /**
+ * Opens a session from a JSON5 configuration without starting it: nothing
+ * listens and nothing connects until `mbz_session_start`, but declarations
+ * can be made (they are announced to every peer and client when it starts).
+ * This is how a server declares everything it serves before it accepts its
+ * first client. Returns null on failure with the reason in `error`.
+ */
+struct MbzSession *mbz_session_open_deferred(struct MbzBytes config_json5,
+                                             char *error,
+                                             size_t error_capacity);
+
+/**
+ * Starts a session opened with `mbz_session_open_deferred`: it listens on
+ * its endpoints and connects to its peers. Once only; a session opened with
+ * `mbz_session_open` is already started (`MBZ_ERR_INVALID`).
+ */
+int32_t mbz_session_start(const struct MbzSession *session, char *error, size_t error_capacity);
+
+/**
  * Closes a session and frees it. Declarations made on it must have been
  * undeclared first. Null is ignored.
  */

@@ -43,6 +43,7 @@ use zenoh::sample::SampleKind;
 use zenoh::pubsub::Subscriber;
 use zenoh::query::{ConsolidationMode, Query, QueryTarget, Queryable, Reply};
 use zenoh::sample::Sample;
+use zenoh::internal::runtime::{Runtime, RuntimeBuilder, ZRuntime};
 use zenoh::{Config, Session, Wait};
 
 /// Success.
@@ -124,6 +125,11 @@ pub struct MbzGetOptions {
 /// An open Zenoh session. Owned by the caller; release with `mbz_session_close`.
 pub struct MbzSession {
     session: Session,
+    /// The runtime of a session opened with `mbz_session_open_deferred`: not
+    /// started (no listener, no outgoing link) until `mbz_session_start`,
+    /// and closed by `mbz_session_close` after the session.
+    deferred_runtime: Option<Runtime>,
+    started: AtomicBool,
 }
 
 /// A declared queryable. Owned by the caller; release with `mbz_undeclare_queryable`.
@@ -294,9 +300,67 @@ pub unsafe extern "C" fn mbz_session_open(
         let text = borrow_str(config_json5)?;
         let config = Config::from_json5(text).map_err(|e| format!("bad Zenoh config: {e}"))?;
         let session = zenoh::open(config).wait().map_err(|e| format!("cannot open Zenoh session: {e}"))?;
-        Ok(Box::into_raw(Box::new(MbzSession { session })))
+        Ok(Box::into_raw(Box::new(MbzSession { session, deferred_runtime: None, started: AtomicBool::new(true) })))
     }));
     declared(result, error, error_capacity)
+}
+
+/// Opens a session from a JSON5 configuration without starting it: nothing
+/// listens and nothing connects until `mbz_session_start`, but declarations
+/// can be made (they are announced to every peer and client when it starts).
+/// This is how a server declares everything it serves before it accepts its
+/// first client. Returns null on failure with the reason in `error`.
+#[no_mangle]
+pub unsafe extern "C" fn mbz_session_open_deferred(
+    config_json5: MbzBytes,
+    error: *mut c_char,
+    error_capacity: usize,
+) -> *mut MbzSession {
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<*mut MbzSession, String> {
+        let text = borrow_str(config_json5)?;
+        let config = Config::from_json5(text).map_err(|e| format!("bad Zenoh config: {e}"))?;
+        let runtime = ZRuntime::Application
+            .block_in_place(RuntimeBuilder::new(config).build())
+            .map_err(|e| format!("cannot build the Zenoh runtime: {e}"))?;
+        let session = zenoh::session::init(runtime.clone().into())
+            .wait()
+            .map_err(|e| format!("cannot open Zenoh session: {e}"))?;
+        Ok(Box::into_raw(Box::new(MbzSession {
+            session,
+            deferred_runtime: Some(runtime),
+            started: AtomicBool::new(false),
+        })))
+    }));
+    declared(result, error, error_capacity)
+}
+
+/// Starts a session opened with `mbz_session_open_deferred`: it listens on
+/// its endpoints and connects to its peers. Once only; a session opened with
+/// `mbz_session_open` is already started (`MBZ_ERR_INVALID`).
+#[no_mangle]
+pub unsafe extern "C" fn mbz_session_start(session: *const MbzSession, error: *mut c_char, error_capacity: usize) -> i32 {
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), (i32, String)> {
+        let s = session.as_ref().ok_or((MBZ_ERR_INVALID, "null session".to_string()))?;
+        let runtime = s.deferred_runtime.as_ref().ok_or((MBZ_ERR_INVALID, "session already started".to_string()))?;
+        if s.started.swap(true, Ordering::SeqCst) {
+            return Err((MBZ_ERR_INVALID, "session already started".to_string()));
+        }
+        let mut runtime = runtime.clone();
+        ZRuntime::Application
+            .block_in_place(runtime.start())
+            .map_err(|e| (MBZ_ERR_ZENOH, format!("cannot start the Zenoh runtime: {e}")))
+    }));
+    match result {
+        Ok(Ok(())) => MBZ_OK,
+        Ok(Err((code, message))) => {
+            write_error(error, error_capacity, &message);
+            code
+        }
+        Err(_) => {
+            write_error(error, error_capacity, "panic inside the Zenoh bridge");
+            MBZ_ERR_PANIC
+        }
+    }
 }
 
 /// Closes a session and frees it. Declarations made on it must have been
@@ -308,9 +372,16 @@ pub unsafe extern "C" fn mbz_session_close(session: *mut MbzSession) -> i32 {
     }
     run_guarded(|| {
         let owned = Box::from_raw(session);
-        match owned.session.close().wait() {
-            Ok(()) => MBZ_OK,
-            Err(_) => MBZ_ERR_ZENOH,
+        let closed = owned.session.close().wait();
+        // A deferred session's runtime is ours to close (a session made by
+        // `zenoh::session::init` does not own its runtime).
+        let runtime_closed = match &owned.deferred_runtime {
+            Some(runtime) => runtime.close().wait(),
+            None => Ok(()),
+        };
+        match (closed, runtime_closed) {
+            (Ok(()), Ok(())) => MBZ_OK,
+            _ => MBZ_ERR_ZENOH,
         }
     })
 }

@@ -1,9 +1,12 @@
 // mailboxd: the mailbox server. One process is one node: an embedded Zenoh
 // router, a Raft server (libraft) with the mailbox state machine, and the
 // service that connects the two. With no arguments it runs a single-node
-// cluster on tcp/127.0.0.1:7447 with its data in ./mailbox-data.
+// cluster on tcp/127.0.0.1:7447 with its data in ./mailbox-data. It accepts
+// Zenoh sessions only once it can serve them, and then tells systemd
+// (Type=notify: READY=1; STOPPING=1 on the way out).
 #include <pthread.h>
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -22,6 +25,30 @@
 namespace {
 constexpr int kExitUsage = 2;
 constexpr int kExitStartFailed = 1;
+// While waiting for a leader before accepting clients: how often to look,
+// and how often to say so.
+constexpr int64_t kReadinessPollMs = 10;
+constexpr int64_t kReadinessLogIntervalMs = 5000;
+
+// Waits until Raft can serve: this node leads, or it knows the leader.
+// False when a stop signal came first (its number in *signal_number).
+bool wait_until_raft_serves(const mailbox::RaftNode& node, const sigset_t& stop_signals, int* signal_number) {
+  int64_t waited_ms = 0;
+  while (!node.is_leader() && node.leader_id() == 0) {
+    const timespec poll{0, kReadinessPollMs * 1'000'000};
+    const int sig = sigtimedwait(&stop_signals, nullptr, &poll);
+    if (sig > 0) {
+      *signal_number = sig;
+      return false;
+    }
+    waited_ms += kReadinessPollMs;
+    if (waited_ms % kReadinessLogIntervalMs == 0) {
+      log_info("waiting for a Raft leader before accepting clients (%lld s)",
+                        static_cast<long long>(waited_ms / 1000));
+    }
+  }
+  return true;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -192,8 +219,12 @@ int main(int argc, char** argv) {
     return kExitStartFailed;
   }
 
+  // Readiness (SPEC v2): the router neither listens nor connects until the
+  // service has declared everything it serves and Raft knows a leader, so
+  // the first client that connects is served and its first publication is
+  // stored (a follower holds what it cannot yet pass to the leader).
   std::string error;
-  auto session = zenoh::Session::open(router_config(listen, connect, multicast), &error);
+  auto session = zenoh::Session::open_deferred(router_config(listen, connect, multicast), &error);
   if (!session) {
     log_error("cannot start the Zenoh router: %s", error.c_str());
     node.stop();
@@ -203,17 +234,24 @@ int main(int argc, char** argv) {
   {
     MailboxService service(service_options, *session, node);
     s = service.start();
+    int signal_number = 0;
     if (!s.is_ok()) {
       log_error("%s", s.message.c_str());
+      exit_code = kExitStartFailed;
+    } else if (!wait_until_raft_serves(node, stop_signals, &signal_number)) {
+      log_info("signal %d before the node could serve: shutting down", signal_number);
+    } else if (!session->start(&error)) {
+      log_error("cannot start the Zenoh router: %s", error.c_str());
       exit_code = kExitStartFailed;
     } else {
       std::string endpoints;
       for (const auto& e : listen) endpoints += (endpoints.empty() ? "" : ",") + e;
       log_info("mailboxd node %llu serving %s/** on %s (raft %s, data %s)", static_cast<unsigned long long>(node_id),
                prefix.c_str(), endpoints.c_str(), raft_address.c_str(), data_dir.c_str());
-      int signal_number = 0;
+      sd_notify(0, "READY=1");
       sigwait(&stop_signals, &signal_number);
       log_info("signal %d: shutting down", signal_number);
+      sd_notify(0, "STOPPING=1");
     }
     // Order: no new requests; stop Raft (pending requests are answered);
     // send the last replies; then close Zenoh.

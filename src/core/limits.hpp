@@ -65,6 +65,14 @@ inline constexpr int64_t kLeaderTokenGraceMs = 300;
 // at most.
 inline constexpr int64_t kMaxUndecidedHoldMs = 2000;
 inline constexpr size_t kMaxUndecidedQueries = 10'000;
+// A follower that receives a publication while it sees no leader's token
+// (its router may not reach the leader yet: a node that just started, or a
+// change of leader) holds it and forwards it to the leader once a token
+// shows, for at most this long, this many and this many bytes; the leader
+// stores it once (publication ids). Beyond that it is dropped and counted.
+inline constexpr int64_t kMaxPublicationHoldMs = 5'000;
+inline constexpr size_t kMaxHeldPublications = 10'000;
+inline constexpr size_t kMaxHeldPublicationBytes = 64 * 1024 * 1024;
 // Requests admitted but not yet answered, across the whole server.
 inline constexpr size_t kMaxInflightRequests = 65536;
 

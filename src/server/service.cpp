@@ -128,7 +128,13 @@ void MailboxService::watch_role() {
   while (!watcher_wakeup_.wait_for(wait_lock, kRoleCheckInterval, [this] { return watcher_stop_; })) {
     update_declarations();
     settle_undecided(/*all=*/false);
+    forward_held_publications();
   }
+}
+
+std::vector<uint64_t> MailboxService::leader_tokens_seen() const {
+  std::lock_guard<std::mutex> lock(leaders_mutex_);
+  return live_leader_tokens_;
 }
 
 bool MailboxService::other_leader_token_seen() const {
@@ -447,29 +453,118 @@ void MailboxService::on_publication(const zenoh::Sample& sample) {
   std::string mailbox;
   Status s = parse_publication_key(options_.prefix, sample.key, &mailbox);
   const bool leads = node_.is_leader() || (node_.leader_id() == 0 && node_.single_voter());
-  if (!leads) return;  // the leader stores it
-  if (!s.is_ok() || sample.payload.empty() || sample.payload.size() > options_.max_payload_bytes ||
-      sample.encoding.size() > limits::kMaxEncodingBytes || !admit()) {
+  const bool valid = s.is_ok() && !sample.payload.empty() && sample.payload.size() <= options_.max_payload_bytes &&
+                     sample.encoding.size() <= limits::kMaxEncodingBytes;
+  const uint64_t id = sample.timestamp ? publication_id(*sample.timestamp) : 0;
+  if (!leads) {
+    // The leader received it too and stores it, if this node's router
+    // reaches it: a visible leader token says so. If none is visible (this
+    // node just started, or leadership is changing), hold it and forward it
+    // once a leader shows (forward_held_publications); the publication id
+    // makes the leader store it once even if the original reached it too.
+    // Without a timestamp there is no id: forwarding could store it twice.
+    if (!valid || other_leader_token_seen()) return;
+    if (id == 0) {
+      counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(held_mutex_);
+    const size_t bytes = sample.payload.size() + sample.encoding.size() + mailbox.size();
+    if (held_publications_.size() >= limits::kMaxHeldPublications ||
+        held_publication_bytes_ + bytes > limits::kMaxHeldPublicationBytes) {
+      counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    held_publication_bytes_ += bytes;
+    held_publications_.push_back(HeldPublication{std::move(mailbox), std::string(sample.encoding),
+                                                 std::string(sample.payload), id, steady_now_ms()});
+    return;
+  }
+  if (!valid) {
     counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
     log_debug("dropped publication on %.*s", static_cast<int>(sample.key.size()), sample.key.data());
     return;
   }
+  store_publication(std::move(mailbox), std::string(sample.encoding), std::string(sample.payload), id,
+                    [this](Status status) {
+                      if (status.is_ok()) return;
+                      counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
+                      log_warn("publication not stored: %s", status.message.c_str());
+                    });
+}
+
+// Proposes a publication on this node (the leader); `done` runs once, on the
+// Raft loop thread or here, with the outcome.
+void MailboxService::store_publication(std::string mailbox, std::string encoding, std::string payload,
+                                       uint64_t publication_id, std::function<void(Status)> done) {
+  if (!admit()) return done(Status::error(ErrorCode::kUnavailable, "server overloaded"));
   PutCommand put;
   put.mailbox = std::move(mailbox);
-  put.encoding = std::string(sample.encoding.empty() ? kDefaultEncoding : sample.encoding);
-  put.payload = std::string(sample.payload);
+  put.encoding = encoding.empty() ? std::string(kDefaultEncoding) : std::move(encoding);
+  put.payload = std::move(payload);
   put.ttl_ms = options_.default_ttl_ms;
-  if (sample.timestamp) put.publication_id = publication_id(*sample.timestamp);
-  auto done = [this](CommandResult&& r) {
-    if (!r.status.is_ok()) {
+  put.publication_id = publication_id;
+  node_.submit_command(std::move(put), [this, done = std::move(done)](CommandResult&& r) {
+    release();
+    done(std::move(r.status));
+  });
+}
+
+void MailboxService::forward_held_publications() {
+  std::deque<HeldPublication> batch;
+  {
+    std::lock_guard<std::mutex> lock(held_mutex_);
+    if (held_publications_.empty()) return;
+    const int64_t now = steady_now_ms();
+    while (!held_publications_.empty() && now - held_publications_.front().arrival_ms > limits::kMaxPublicationHoldMs) {
+      held_publication_bytes_ -= held_publications_.front().payload.size() +
+                                 held_publications_.front().encoding.size() +
+                                 held_publications_.front().mailbox.size();
+      held_publications_.pop_front();
       counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
-      log_warn("publication not stored: %s", r.status.message.c_str());
     }
-    release();
-  };
-  if (!node_.submit_command(std::move(put), std::move(done))) {
-    counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
-    release();
+    if (!node_.is_leader() && !other_leader_token_seen()) return;  // keep holding
+    batch.swap(held_publications_);
+    held_publication_bytes_ = 0;
+  }
+  const bool leads = node_.is_leader();
+  uint64_t leader = 0;
+  if (!leads) {
+    std::lock_guard<std::mutex> lock(leaders_mutex_);
+    for (uint64_t id : live_leader_tokens_) {
+      if (id != options_.node_id) leader = id;
+    }
+  }
+  for (auto& held : batch) {
+    counters_.publications_forwarded.fetch_add(1, std::memory_order_relaxed);
+    auto done = [this](Status status) {
+      if (status.is_ok()) return;
+      counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
+      log_warn("held publication not stored: %s", status.message.c_str());
+    };
+    if (leads) {
+      store_publication(std::move(held.mailbox), std::move(held.encoding), std::move(held.payload),
+                        held.publication_id, done);
+      continue;
+    }
+    // To the leader's admin key; it proposes the put with the same id.
+    zenoh::GetOptions options;
+    options.timeout_ms = limits::kMaxPublicationHoldMs;
+    options.payload = held.payload;
+    options.encoding = held.encoding;
+    const std::string selector = options_.prefix + "/@cluster/node/" + std::to_string(leader) +
+                                 "/publish?mailbox=" + held.mailbox + ";publication=" +
+                                 std::to_string(held.publication_id);
+    struct Outcome {
+      std::atomic<bool> ok{false};
+    };
+    auto outcome = std::make_shared<Outcome>();
+    session_.get(
+        selector, options, [outcome](const zenoh::Reply& r) { if (r.ok) outcome->ok.store(true); },
+        [outcome, done] {
+          done(outcome->ok.load() ? Status::ok()
+                                  : Status::error(ErrorCode::kUnavailable, "the leader did not store it"));
+        });
   }
 }
 
@@ -478,7 +573,8 @@ void MailboxService::on_publication(const zenoh::Sample& sample) {
 namespace mailbox {
 namespace {
 
-std::string status_json(uint64_t node_id, const RaftNodeStatus& s, const ServiceCounters& counters) {
+std::string status_json(uint64_t node_id, const RaftNodeStatus& s, const ServiceCounters& counters,
+                        const std::vector<uint64_t>& leader_tokens) {
   std::string out = "{\"id\":" + std::to_string(node_id);
   out += ",\"state\":";
   append_json_string(out, s.state);
@@ -495,7 +591,12 @@ std::string status_json(uint64_t node_id, const RaftNodeStatus& s, const Service
   out += ",\"queries\":" + std::to_string(counters.queries.load(std::memory_order_relaxed));
   out += ",\"publications\":" + std::to_string(counters.publications.load(std::memory_order_relaxed));
   out += ",\"publications_dropped\":" + std::to_string(counters.publications_dropped.load(std::memory_order_relaxed));
+  out += ",\"publications_forwarded\":" +
+         std::to_string(counters.publications_forwarded.load(std::memory_order_relaxed));
   out += ",\"rejected_overload\":" + std::to_string(counters.rejected_overload.load(std::memory_order_relaxed));
+  out += ",\"leader_tokens_seen\":[";
+  for (size_t i = 0; i < leader_tokens.size(); ++i) out += (i ? "," : "") + std::to_string(leader_tokens[i]);
+  out += "]";
   out += ",\"configuration\":[";
   for (size_t i = 0; i < s.configuration.size(); ++i) {
     if (i) out += ",";
@@ -517,7 +618,9 @@ void MailboxService::on_admin_query(zenoh::Query&& raw) {
   const std::string_view key = query->key();
   const std::string base = admin_key() + "/";
   const std::string_view op = key.size() > base.size() ? key.substr(base.size()) : std::string_view();
-  if (op == "status") return reply_json(std::move(query), status_json(options_.node_id, node_.status(), counters_));
+  if (op == "status") return reply_json(std::move(query), status_json(options_.node_id, node_.status(), counters_, leader_tokens_seen()));
+
+  if (op == "publish") return on_forwarded_publication(std::move(query));
 
   MembershipRequest request;
   if (op == "add") request.op = MembershipRequest::Op::kAdd;
@@ -525,7 +628,8 @@ void MailboxService::on_admin_query(zenoh::Query&& raw) {
   else if (op == "transfer") request.op = MembershipRequest::Op::kTransfer;
   else {
     return reply_error(std::move(query), Status::error(ErrorCode::kInvalidArgument,
-                                                       "unknown cluster operation: use status, add, remove, transfer"));
+                                                       "unknown cluster operation: use status, add, remove, "
+                                                       "transfer, publish"));
   }
   const std::string id_text = find_parameter(query->parameters(), "id");
   request.address = find_parameter(query->parameters(), "address");
@@ -542,6 +646,41 @@ void MailboxService::on_admin_query(zenoh::Query&& raw) {
     reply_json(std::move(query), "{\"ok\":true}");
   };
   node_.submit_membership(std::move(request), std::move(done));
+}
+
+}  // namespace mailbox
+
+namespace mailbox {
+
+// `P/@cluster/node/<id>/publish?mailbox=<box>;publication=<id>` with the
+// payload and encoding: a publication a follower held (it saw no leader
+// token when it arrived), stored here once, by its publication id.
+void MailboxService::on_forwarded_publication(SharedQuery query) {
+  std::string mailbox;
+  const std::string box = find_parameter(query->parameters(), "mailbox");
+  const std::string id_text = find_parameter(query->parameters(), "publication");
+  char* end = nullptr;
+  const uint64_t id = id_text.empty() ? 0 : std::strtoull(id_text.c_str(), &end, 10);
+  const auto payload = query->payload();
+  const auto encoding = query->encoding();
+  Status s = parse_publication_key(options_.prefix, options_.prefix + "/" + box, &mailbox);
+  if (!s.is_ok() || id == 0 || *end != '\0' || !payload || payload->empty() ||
+      payload->size() > options_.max_payload_bytes || (encoding && encoding->size() > limits::kMaxEncodingBytes)) {
+    return reply_error(std::move(query), Status::error(ErrorCode::kInvalidArgument,
+                                                       "use publish?mailbox=<box>;publication=<id> with the payload"));
+  }
+  if (!node_.is_leader()) {
+    return reply_error(std::move(query), Status::error(ErrorCode::kUnavailable, "this node does not lead"));
+  }
+  std::string body(*payload);
+  std::string enc(encoding ? *encoding : std::string_view());
+  release();  // store_publication admits it again
+  store_publication(std::move(mailbox), std::move(enc), std::move(body), id,
+                    [this, query = std::move(query)](Status status) mutable {
+                      inflight_.fetch_add(1, std::memory_order_relaxed);  // released by the reply
+                      if (!status.is_ok()) return reply_error(std::move(query), std::move(status));
+                      reply_json(std::move(query), "{\"ok\":true}");
+                    });
 }
 
 }  // namespace mailbox

@@ -40,6 +40,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -67,6 +69,7 @@ struct ServiceCounters {
   std::atomic<uint64_t> queries{0};
   std::atomic<uint64_t> publications{0};
   std::atomic<uint64_t> publications_dropped{0};
+  std::atomic<uint64_t> publications_forwarded{0};  // held by this follower, then sent to the leader
   std::atomic<uint64_t> rejected_overload{0};
 };
 
@@ -93,6 +96,7 @@ class MailboxService {
 
   void on_query(zenoh::Query&& query);
   void on_admin_query(zenoh::Query&& query);
+  void on_forwarded_publication(SharedQuery query);
   void watch_role();
   void update_declarations();
   void note_leader_token(std::string_view key, bool alive);
@@ -102,9 +106,15 @@ class MailboxService {
   // when this node must not act on it.
   bool may_act(SharedQuery& query);
   bool other_leader_token_seen() const;
+  std::vector<uint64_t> leader_tokens_seen() const;  // node ids, in no particular order
   std::string unavailable_message(uint64_t leader) const;
   void settle_undecided(bool all);
   void on_publication(const zenoh::Sample& sample);
+  // Role watcher: hands held publications to the leader (or to this node's
+  // Raft when it leads now), drops those held too long.
+  void forward_held_publications();
+  void store_publication(std::string mailbox, std::string encoding, std::string payload, uint64_t publication_id,
+                         std::function<void(Status)> done);
   bool admit();
   void release() { inflight_.fetch_sub(1, std::memory_order_relaxed); }
 
@@ -152,6 +162,16 @@ class MailboxService {
   };
   std::mutex undecided_mutex_;
   std::vector<Undecided> undecided_;  // bounded by limits::kMaxUndecidedQueries
+  struct HeldPublication {
+    std::string mailbox;
+    std::string encoding;
+    std::string payload;
+    uint64_t publication_id = 0;
+    int64_t arrival_ms = 0;  // steady clock
+  };
+  std::mutex held_mutex_;
+  std::deque<HeldPublication> held_publications_;  // bounded: limits::kMaxHeldPublications*
+  size_t held_publication_bytes_ = 0;               // guarded by held_mutex_
   std::thread role_watcher_;
   std::mutex watcher_mutex_;
   std::condition_variable watcher_wakeup_;

@@ -46,6 +46,7 @@ BUILD_DIR = Path(os.environ.get("MAILBOX_BUILD_DIR", ROOT / "build"))
 PREFIX = "forge/mailbox"
 ZENOH_PORT = 7447
 RAFT_PORT = 7450
+START_GRACE_S = 0.3  # a (re)started node must not exit within this (bad flags, bad data)
 ATTEMPT_TIMEOUT_S = 4.0  # one query's Zenoh timeout
 RETRY_BUDGET_S = 30.0  # an operation is retried (same rid) this long, then recorded as unknown/fail
 DRAIN_BUDGET_S = 120.0  # healing, then draining every mailbox, must end within this
@@ -87,7 +88,15 @@ class Node:
             self.proc = subprocess.Popen(self.net.ns_command(self.i) + args, stdout=out,
                                          stderr=subprocess.STDOUT)
         self.paused = False
-        deadline = time.time() + 20
+        # A node listens only once it can serve (it leads or knows the
+        # leader), which a node restarted into a minority partition may not
+        # for a while: wait only for it to open its data and start Raft.
+        time.sleep(START_GRACE_S)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"node {self.i} exited with {self.proc.returncode}; see {self.log_path}")
+
+    def wait_listening(self, timeout=30):
+        deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"node {self.i} exited with {self.proc.returncode}; see {self.log_path}")
@@ -483,6 +492,8 @@ def main():
     try:
         for n in nodes.values():
             n.start(args.build_dir)
+        for n in nodes.values():
+            n.wait_listening()
         all_endpoints = [n.endpoint for n in nodes.values()]
         status_session = open_session(all_endpoints)
         deadline = time.time() + 30

@@ -54,14 +54,20 @@ class Node:
     def endpoint(self):
         return f"tcp/127.0.0.1:{self.zenoh_port}"
 
-    def start(self):
+    def start(self, wait_listening=True):
+        """Starts mailboxd. A node listens only once it can serve (it leads,
+        or knows the leader: SPEC v2, "Readiness"), so a node of a cluster
+        that has no quorum yet starts with wait_listening=False."""
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(MAILBOXD), "--listen", self.endpoint, "--raft-address", f"127.0.0.1:{self.raft_port}",
              "--data-dir", str(self.data_dir), *self.extra_args],
             stdout=self.log, stderr=subprocess.STDOUT)
         _RUNNING.append(self)
-        deadline = time.time() + 15
+        return self.wait_listening() if wait_listening else self
+
+    def wait_listening(self, timeout=15):
+        deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mailboxd exited with {self.proc.returncode}: {self.log_path.read_text()}")
@@ -231,7 +237,12 @@ class Cluster:
     def start_all(self):
         for i, node in self.nodes.items():
             node.extra_args = self.args_for(i)
-            node.start()
+            node.start(wait_listening=False)
+        return self.wait_listening()
+
+    def wait_listening(self):
+        for node in self.nodes.values():
+            node.wait_listening(timeout=30)
         return self
 
     def add_node(self, i):
@@ -239,7 +250,7 @@ class Cluster:
         node = Node(self.workdir / f"n{i}", [])
         self.nodes[i] = node
         node.extra_args = self.args_for(i, join=True)
-        return node.start()
+        return node.start(wait_listening=False)  # it listens once added
 
     def client(self, i):
         return Client(self.nodes[i].endpoint)

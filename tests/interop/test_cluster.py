@@ -95,7 +95,8 @@ def test_stop_and_restart_the_whole_cluster(cluster3):
     for n in c.nodes.values():
         assert n.stop() == 0
     for n in c.nodes.values():
-        n.start()
+        n.start(wait_listening=False)
+    c.wait_listening()
     client = c.client(3)
     client.wait_ready(timeout=30)
     assert client.put_ack("whole", b"0", "rid=w0") == ids[0], "rid records survive"
