@@ -35,40 +35,9 @@
 #include "core/commands.hpp"
 #include "core/errors.hpp"
 #include "core/state_machine.hpp"
+#include "replication/requests.hpp"
 
 namespace mailbox {
-
-// A read of the state, served after a barrier.
-struct ReadRequest {
-  enum class Kind : uint8_t { kPeek, kStats };
-  Kind kind = Kind::kPeek;
-  std::string mailbox;
-  uint32_t max_count = 1;
-  int64_t wait_ms = 0;  // peek: long-poll while the mailbox is empty
-};
-
-struct ReadResult {
-  Status status;
-  std::vector<DeliveredMessage> messages;  // peek
-  MailboxStats stats;                      // stats
-};
-
-using CommandCallback = std::function<void(CommandResult&&)>;
-using ReadCallback = std::function<void(ReadResult&&)>;
-using StatusCallback = std::function<void(Status&&)>;
-
-// A change of membership or leadership, done by the leader.
-struct MembershipRequest {
-  enum class Op : uint8_t { kAdd, kRemove, kTransfer };
-  Op op = Op::kAdd;
-  uint64_t id = 0;      // the server; for transfer 0 picks a voter
-  std::string address;  // for add: its Raft address
-};
-
-struct RaftPeer {
-  uint64_t id = 0;
-  std::string address;  // host:port of its Raft transport
-};
 
 struct RaftNodeOptions {
   uint64_t node_id = 1;
@@ -99,12 +68,6 @@ struct RaftNodeOptions {
   // The business settings this node proposes when it leads (the state's own
   // copy is what every replica applies with).
   StateConfig state_config;
-};
-
-struct RaftServerInfo {
-  uint64_t id = 0;
-  std::string address;
-  std::string role;  // voter, standby, spare
 };
 
 // A consistent-enough view for status displays; not linearizable.

@@ -1,0 +1,60 @@
+// requests.hpp: the requests the replication layer serves and their results.
+//
+// What it is for: the server hands commands (core/commands.hpp), reads and
+// membership changes to the replication layer (RaftNode) and gets each
+// result through a callback. These types are shared by the node's public
+// interface and its driver.
+//
+// Threads: plain values. Ownership: a callback is owned by whoever holds the
+// request and is called exactly once.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/errors.hpp"
+#include "core/state_machine.hpp"
+
+namespace mailbox {
+
+// A read of the state, served after a barrier.
+struct ReadRequest {
+  enum class Kind : uint8_t { kPeek, kStats };
+  Kind kind = Kind::kPeek;
+  std::string mailbox;
+  uint32_t max_count = 1;
+  int64_t wait_ms = 0;  // peek: long-poll while the mailbox is empty
+};
+
+struct ReadResult {
+  Status status;
+  std::vector<DeliveredMessage> messages;  // peek
+  MailboxStats stats;                      // stats
+};
+
+using CommandCallback = std::function<void(CommandResult&&)>;
+using ReadCallback = std::function<void(ReadResult&&)>;
+using StatusCallback = std::function<void(Status&&)>;
+
+// A change of membership or leadership, done by the leader.
+struct MembershipRequest {
+  enum class Op : uint8_t { kAdd, kRemove, kTransfer };
+  Op op = Op::kAdd;
+  uint64_t id = 0;      // the server; for transfer 0 picks a voter
+  std::string address;  // for add: its Raft address
+};
+
+struct RaftPeer {
+  uint64_t id = 0;
+  std::string address;  // host:port of its Raft transport
+};
+
+struct RaftServerInfo {
+  uint64_t id = 0;
+  std::string address;
+  std::string role;  // voter, standby, spare
+};
+
+}  // namespace mailbox
