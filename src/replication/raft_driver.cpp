@@ -21,15 +21,10 @@ constexpr size_t kMaxFollowupsPerEvent = 1024;
 constexpr uint64_t kMaxUnpersistedEntries = 8192;
 constexpr uint64_t kMaxUnpersistedBytes = 512ULL << 20;
 
-[[noreturn]] void fatal(const std::string& what) {
-  log_error("replication: %s; exiting so that a supervisor restarts this node from its durable state", what.c_str());
-  std::abort();
-}
-
 std::string encode_configuration(const raft_configuration& configuration) {
   raft_buffer buffer{};
   const int rv = raft_configuration_encode(&configuration, &buffer);
-  if (rv != 0) fatal(std::string("raft_configuration_encode: ") + raft_strerror(rv));
+  MAILBOX_ASSERT(rv == 0, "raft_configuration_encode");
   std::string out(static_cast<const char*>(buffer.base), buffer.len);
   raft_free(buffer.base);
   return out;
@@ -42,8 +37,7 @@ bool decode_configuration(std::string_view bytes, raft_configuration* out) {
   // libraft's decoder takes a non-const buffer it does not modify.
   raft_buffer buffer{const_cast<char*>(bytes.data()), bytes.size()};
   if (raft_configuration_decode(&buffer, out) != 0) {
-    raft_configuration_close(out);
-    raft_configuration_init(out);
+    raft_configuration_init(out);  // the decoder released what it had made
     return false;
   }
   return true;
@@ -53,7 +47,7 @@ void copy_configuration(const raft_configuration& from, raft_configuration* to) 
   raft_configuration_init(to);
   for (unsigned i = 0; i < from.n; ++i) {
     const int rv = raft_configuration_add(to, from.servers[i].id, from.servers[i].address, from.servers[i].role);
-    if (rv != 0) fatal(std::string("raft_configuration_add: ") + raft_strerror(rv));
+    MAILBOX_ASSERT(rv == 0, "copying a valid configuration");
   }
 }
 
@@ -179,7 +173,7 @@ Status RaftDriver::start(DurableState durable) {
   event.start.n_entries = static_cast<unsigned>(log_.size());
   running_ = true;
   rv = step(event);
-  if (rv != 0) fatal(std::string("RAFT_START: ") + raft_strerror(rv) + ": " + raft_errmsg(&raft_));
+  if (rv != 0) env_.fatal(std::string("RAFT_START: ") + raft_strerror(rv) + ": " + raft_errmsg(&raft_));
   if (start_entries != nullptr) raft_free(start_entries);
   if (dummy != nullptr) raft_free(dummy);
   refresh_views();
@@ -207,7 +201,7 @@ int RaftDriver::step(raft_event& event) {
   if (rv != 0) {
     stepping_ = false;
     if (event.type == RAFT_SUBMIT || event.type == RAFT_TRANSFER) return rv;  // the caller's to report
-    fatal(std::string("raft_step: ") + raft_strerror(rv) + ": " + raft_errmsg(&raft_));
+    env_.fatal(std::string("raft_step: ") + raft_strerror(rv) + ": " + raft_errmsg(&raft_));
   }
   process_update(update, event);
   stepping_ = false;
@@ -217,7 +211,7 @@ int RaftDriver::step(raft_event& event) {
 void RaftDriver::process_update(const raft_update& update, raft_event& event) {
   if (update.flags & (RAFT_UPDATE_CURRENT_TERM | RAFT_UPDATE_VOTED_FOR)) {
     const IoStatus s = env_.save_term_vote(raft_current_term(&raft_), raft_voted_for(&raft_));
-    if (!s.is_ok()) fatal("cannot persist the term and vote: " + s.message());
+    if (!s.is_ok()) env_.fatal("cannot persist the term and vote: " + s.message());
   }
   if (update.flags & RAFT_UPDATE_ENTRIES) persist_entries(update);
   if (update.flags & RAFT_UPDATE_SNAPSHOT) start_install(update);
@@ -235,6 +229,20 @@ void RaftDriver::after_step() {
   const uint64_t uncommitted = raft_.configuration_uncommitted_index;
   if (uncommitted != 0 && uncommitted <= raft_commit_index(&raft_) && uncommitted <= last_applied_ &&
       entry_at(uncommitted) != nullptr) {
+    if (entry_at(uncommitted)->type != RAFT_CHANGE) {
+      log_error("raft %llu: uncommitted configuration at %llu (committed %llu) but our entry there is type %d term "
+                "%llu; log %llu..%llu, raft last %llu, snapshot %llu, commit %llu, applied %llu, state %d",
+                static_cast<unsigned long long>(options_.node_id), static_cast<unsigned long long>(uncommitted),
+                static_cast<unsigned long long>(raft_.configuration_committed_index), entry_at(uncommitted)->type,
+                static_cast<unsigned long long>(entry_at(uncommitted)->term),
+                static_cast<unsigned long long>(log_first_index_),
+                static_cast<unsigned long long>(log_first_index_ + log_.size() - 1),
+                static_cast<unsigned long long>(raft_last_index(&raft_)),
+                static_cast<unsigned long long>(snapshot_index_), static_cast<unsigned long long>(raft_commit_index(&raft_)),
+                static_cast<unsigned long long>(last_applied_), raft_state(&raft_));
+    }
+    MAILBOX_ASSERT(entry_at(uncommitted)->type == RAFT_CHANGE,
+                   "libraft's uncommitted configuration is a configuration entry of our log");
     raft_event event{};
     event.type = RAFT_CONFIGURATION;
     event.configuration.index = uncommitted;
@@ -336,6 +344,10 @@ void RaftDriver::persist_entries(const raft_update& update) {
     LogEntry entry{first + i, e.term, static_cast<uint8_t>(e.type),
                    Payload(owner, static_cast<const char*>(e.buf.base), e.buf.len)};
     pending.terms.push_back(e.term);
+    if (e.type == RAFT_CHANGE) {
+      log_debug("raft %llu: configuration entry at %llu (term %llu)", static_cast<unsigned long long>(options_.node_id),
+                static_cast<unsigned long long>(first + i), static_cast<unsigned long long>(e.term));
+    }
     log_bytes_since_snapshot_ += e.buf.len;
     log_entries_since_snapshot_ += 1;
     to_write.push_back(entry);
@@ -348,7 +360,7 @@ void RaftDriver::persist_entries(const raft_update& update) {
 
 void RaftDriver::on_log_written(uint64_t ticket, const IoStatus& status) {
   if (ticket == install_ticket_) return on_install_written(ticket, status);
-  if (!status.is_ok()) fatal("cannot write the Raft log: " + status.message());
+  if (!status.is_ok()) env_.fatal("cannot write the Raft log: " + status.message());
   auto it = appends_in_flight_.find(ticket);
   if (it == appends_in_flight_.end()) return;
   MAILBOX_ASSERT(it == appends_in_flight_.begin(), "log writes complete in order");
@@ -441,6 +453,7 @@ void RaftDriver::apply_entry(const LogEntry& e) {
       // rather than diverge from the other replicas.
       MAILBOX_ASSERT(decoded, "committed log entry does not decode");
       std::vector<CommandResult> results = state_->apply(entry);
+      if (apply_observer_) apply_observer_(e.index, e.term, entry, results);
       if (waiter_count_ > 0) {
         for (const auto& name : state_->woken()) woken_.push_back(name);
       }
@@ -572,9 +585,62 @@ void RaftDriver::refresh_views() {
 
 // ---------------------------------------------------------------- events
 
+// libraft 0.22.1 records a configuration entry received in an AppendEntries
+// at the index of the message's first new entry, not at its own
+// (replication.c, replicationAppend: membershipUncommittedChange(r, index,
+// entry) for every entry): the configuration is then tracked at the wrong
+// index, never confirmed, and every later change fails. So an AppendEntries
+// whose configuration entries are not first is handed to libraft in
+// pieces, each starting at a configuration entry (each piece with its own
+// payload block, which libraft frees or hands over independently).
+bool RaftDriver::deliver_split_at_configurations(const raft_message& m, uint64_t from_id,
+                                                 const std::string& from_address) {
+  const auto& ae = m.append_entries;
+  bool change_inside = false;
+  for (unsigned k = 1; k < ae.n_entries; ++k) change_inside |= ae.entries[k].type == RAFT_CHANGE;
+  if (!change_inside) return false;
+  unsigned begin = 0;
+  while (begin < ae.n_entries && running_) {
+    unsigned end = begin + 1;
+    while (end < ae.n_entries && ae.entries[end].type != RAFT_CHANGE) ++end;
+    size_t bytes = 0;
+    for (unsigned k = begin; k < end; ++k) bytes += ae.entries[k].buf.len;
+    auto* entries = static_cast<raft_entry*>(raft_calloc(end - begin, sizeof(raft_entry)));
+    void* batch = raft_malloc(bytes == 0 ? 1 : bytes);
+    MAILBOX_ASSERT(entries != nullptr && batch != nullptr, "memory for a split AppendEntries");
+    size_t at = 0;
+    for (unsigned k = begin; k < end; ++k) {
+      entries[k - begin] = ae.entries[k];
+      entries[k - begin].buf.base = static_cast<char*>(batch) + at;
+      entries[k - begin].batch = batch;
+      std::memcpy(entries[k - begin].buf.base, ae.entries[k].buf.base, ae.entries[k].buf.len);
+      at += ae.entries[k].buf.len;
+    }
+    raft_message piece = m;
+    piece.server_id = from_id;
+    piece.server_address = from_address.c_str();
+    piece.append_entries.prev_log_index = ae.prev_log_index + begin;
+    piece.append_entries.prev_log_term = begin == 0 ? ae.prev_log_term : ae.entries[begin - 1].term;
+    piece.append_entries.entries = entries;
+    piece.append_entries.n_entries = end - begin;
+    raft_event event{};
+    event.type = RAFT_RECEIVE;
+    event.receive.message = &piece;
+    step(event);  // libraft frees the batch or hands it over
+    raft_free(entries);
+    begin = end;
+  }
+  return true;
+}
+
 void RaftDriver::on_message(DecodedMessage decoded, uint64_t from_id, const std::string& from_address) {
   if (!running_) return;
   raft_message& m = decoded.message();
+  if (m.type == RAFT_APPEND_ENTRIES && deliver_split_at_configurations(m, from_id, from_address)) {
+    after_step();
+    drive();
+    return;  // the decoded message (never given to libraft) frees its own memory
+  }
   m.server_id = from_id;
   m.server_address = from_address.c_str();
   raft_event event{};
@@ -1062,7 +1128,9 @@ void RaftDriver::on_snapshot_written(uint64_t ticket, const IoStatus& status) {
   if (!running_ || installs_started_ != installs_at_snapshot_start_ || installing_ || restoring_ ||
       meta.index <= snapshot_index_ || meta.index <= raft_.trail.offset || meta.index > raft_last_index(&raft_)) {
     // An install overtook it: the log it describes is gone.
-    env_.remove_snapshot(snapshot_path_in_progress_);
+    log_debug("raft %llu: snapshot at %llu discarded (newest is %llu)", static_cast<unsigned long long>(options_.node_id),
+              static_cast<unsigned long long>(meta.index), static_cast<unsigned long long>(snapshot_index_));
+    if (snapshot_path_in_progress_ != snapshot_path_) env_.remove_snapshot(snapshot_path_in_progress_);
     return;
   }
   // Keep about snapshot_trailing_bytes of log behind the snapshot.
@@ -1081,14 +1149,18 @@ void RaftDriver::on_snapshot_written(uint64_t ticket, const IoStatus& status) {
     MAILBOX_ASSERT(false, "a configuration of our own log decodes");
   }
   event.snapshot.trailing = static_cast<unsigned>(trailing);
-  step(event);
-  if (!snapshot_path_.empty()) older_snapshots_.push_back(snapshot_path_);
+  // The newest snapshot is this one before libraft hears of it (stepping
+  // may apply entries and consider the next snapshot).
+  if (!snapshot_path_.empty() && snapshot_path_ != snapshot_path_in_progress_) {
+    older_snapshots_.push_back(snapshot_path_);
+  }
   snapshot_index_ = meta.index;
   snapshot_term_ = meta.term;
   snapshot_path_ = snapshot_path_in_progress_;
   snapshots_taken_ += 1;
   log_bytes_since_snapshot_ = 0;
   log_entries_since_snapshot_ = 0;
+  step(event);
   // Mirror libraft's trail: it keeps entries after `index - trailing`.
   if (meta.index > trailing) {
     forget_through(meta.index - trailing);
@@ -1144,7 +1216,7 @@ void RaftDriver::start_install(const raft_update& update) {
 
 void RaftDriver::on_install_written(uint64_t ticket, const IoStatus& status) {
   if (ticket != install_ticket_ || !installing_) return;
-  if (!status.is_ok()) fatal("cannot persist an installed snapshot: " + status.message());
+  if (!status.is_ok()) env_.fatal("cannot persist an installed snapshot: " + status.message());
   installing_ = false;
   if (!snapshot_path_.empty() && snapshot_path_ != install_path_) older_snapshots_.push_back(snapshot_path_);
   snapshot_index_ = install_metadata_.index;
@@ -1171,7 +1243,7 @@ void RaftDriver::on_install_written(uint64_t ticket, const IoStatus& status) {
 
 void RaftDriver::on_snapshot_loaded(uint64_t ticket, Status status, std::unique_ptr<StateMachine> state) {
   if (ticket != restore_ticket_ || !restoring_) return;
-  if (!status.is_ok()) fatal("cannot load the installed snapshot: " + status.message);
+  if (!status.is_ok()) env_.fatal("cannot load the installed snapshot: " + status.message);
   state_ = std::move(state);
   restoring_ = false;
   last_applied_ = snapshot_index_;

@@ -148,6 +148,10 @@ class DriverEnv {
   virtual void arm_timer(int64_t at_ms) = 0;
   // Where snapshot files live.
   virtual std::string snapshot_dir() = 0;
+  // The node cannot go on (a write that cannot be made durable, a log that
+  // diverged): production logs and aborts, so that a supervisor restarts it
+  // from its durable state; the simulation crashes the simulated node.
+  [[noreturn]] virtual void fatal(const std::string& what) = 0;
 };
 
 // A view for status displays.
@@ -207,6 +211,13 @@ class RaftDriver {
   // Every ~20 ms: leader housekeeping (sweeps, settings), ended long-polls,
   // requests that waited too long for a leader, membership progress.
   void tick();
+
+  // Called after every command entry is applied, with its index, term,
+  // commands and results (the simulation's checker records the committed
+  // history from it; status and metrics may too). On the loop; quick.
+  using ApplyObserver =
+      std::function<void(uint64_t index, uint64_t term, const Entry& entry, const std::vector<CommandResult>& results)>;
+  void set_apply_observer(ApplyObserver observer) { apply_observer_ = std::move(observer); }
 
   DriverStatus status() const;
   bool is_leader() const;
@@ -271,6 +282,7 @@ class RaftDriver {
   void on_state_change();
   void refresh_views();
   void on_install_written(uint64_t ticket, const IoStatus& status);
+  bool deliver_split_at_configurations(const raft_message& message, uint64_t from_id, const std::string& from_address);
 
   // --- log in memory
   const LogEntry* entry_at(uint64_t index) const;
@@ -373,6 +385,8 @@ class RaftDriver {
   std::unique_ptr<MembershipChange> change_;
   std::deque<std::pair<MembershipRequest, StatusCallback>> queued_changes_;
   uint64_t unknown_outcomes_ = 0;
+
+  ApplyObserver apply_observer_;
 
   // Views.
   std::vector<RaftServerInfo> configuration_view_;
