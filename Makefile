@@ -50,9 +50,12 @@ chaos: build
 
 test: unit interop chaos-short
 
-# The deterministic cluster simulation over many more seeds than `make test`.
+# The deterministic simulation of the replication layer over many more seeds
+# than `make test` (SIM_SEEDS, SIM_SECONDS of simulated time each).
+SIM_SEEDS ?= 100000
+SIM_SECONDS ?= 10
 sim-long: build
-	$(BUILD_DIR)/cluster_sim --first 1000 --seeds 20000 --steps 1000
+	$(BUILD_DIR)/replication_sim --first 1000 --seeds $(SIM_SEEDS) --seconds $(SIM_SECONDS)
 
 # mailbox beside NATS JetStream and RabbitMQ on this machine (docs/BENCHMARKS.md):
 # installs the peers, then writes bench-results/results.json and chart.png.

@@ -265,9 +265,6 @@ def mailbox_system(args, topology: str, work: Path, rows: list[dict]) -> None:
                 argv += ["--node-id", i + 1]
                 for j in range(n):
                     argv += ["--peer", f"{j + 1}=127.0.0.1:{rport[j]}"]
-                for j in range(n):
-                    if j != i:
-                        argv += ["--connect", f"tcp/127.0.0.1:{zport[j]}"]
             procs.append(PROCS.start(f"mailboxd{i + 1}", argv, work / f"n{i + 1}.log"))
         endpoint = f"tcp/127.0.0.1:{zport[0]}"
         wait_until("mailboxd to answer stats", lambda: run(

@@ -24,11 +24,9 @@ stop() {
 }
 trap stop INT TERM
 for i in $(seq 1 "$nodes"); do
-  connect=()
-  for j in $(seq 1 "$nodes"); do [[ $j == "$i" ]] || connect+=(--connect "tcp/127.0.0.1:$((7446 + j))"); done
   mkdir -p "$data"
   "$build/mailboxd" --node-id "$i" --listen "tcp/127.0.0.1:$((7446 + i))" --raft-address "127.0.0.1:$((7449 + i))" \
-    --data-dir "$data/n$i" "${peers[@]}" "${connect[@]}" >"$data/n$i.log" 2>&1 &
+    --data-dir "$data/n$i" "${peers[@]}" >"$data/n$i.log" 2>&1 &
   pids+=($!)
 done
 echo "cluster: $nodes nodes on tcp/127.0.0.1:7447..$((7446 + nodes)); logs in $data/n*.log; Ctrl-C stops"

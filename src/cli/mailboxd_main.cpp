@@ -72,6 +72,9 @@ int main(int argc, char** argv) {
   uint64_t snapshot_trailing_bytes = 64ULL << 20;
   uint64_t snapshot_max_log_bytes = 256ULL << 20;
   std::string log_level = "info";
+  std::string cluster_name = "mailbox";
+  uint64_t log_segment_bytes = 64ULL << 20;
+  unsigned max_inflight_entries = 64;
   std::vector<std::string> peers;
   bool join = false;
   bool recover = false;
@@ -107,6 +110,14 @@ int main(int argc, char** argv) {
                  "log bytes kept after a snapshot, so lagging followers catch up without a snapshot install")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
+  app.add_option("--cluster-name", cluster_name,
+                 "the cluster's name: a data directory or Raft peer of another cluster is refused")
+      ->capture_default_str();
+  app.add_option("--log-segment-bytes", log_segment_bytes, "size of each Raft log segment file (preallocated)")
+      ->capture_default_str();
+  app.add_option("--max-inflight-entries", max_inflight_entries,
+                 "log entries in flight to each follower before its acknowledgement")
+      ->capture_default_str();
   app.add_option("--peer", peers,
                  "a voter of the initial cluster as ID=HOST:PORT (its Raft address), this node included; "
                  "repeat for each. None: a cluster of one");
@@ -212,6 +223,21 @@ int main(int argc, char** argv) {
   raft_options.snapshot_trailing_entries = snapshot_trailing;
   raft_options.snapshot_trailing_bytes = snapshot_trailing_bytes;
   raft_options.snapshot_max_log_bytes = snapshot_max_log_bytes;
+  raft_options.cluster_name = cluster_name;
+  raft_options.log_segment_bytes = log_segment_bytes;
+  raft_options.max_inflight_entries = max_inflight_entries;
+  if (cluster_name.empty() || cluster_name.size() > 64 || cluster_name.find_first_of(" \t\n") != std::string::npos) {
+    std::fprintf(stderr, "mailboxd: --cluster-name must be 1-64 characters without spaces\n");
+    return kExitUsage;
+  }
+  if (log_segment_bytes < (1ULL << 20) || log_segment_bytes > (1ULL << 32)) {
+    std::fprintf(stderr, "mailboxd: --log-segment-bytes must be 1 MiB..4 GiB\n");
+    return kExitUsage;
+  }
+  if (max_inflight_entries == 0 || max_inflight_entries > 4096) {
+    std::fprintf(stderr, "mailboxd: --max-inflight-entries must be 1..4096\n");
+    return kExitUsage;
+  }
   RaftNode node(raft_options);
   Status s = node.start();
   if (!s.is_ok()) {

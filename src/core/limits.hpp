@@ -58,18 +58,31 @@ inline constexpr unsigned kMaxTrailingEntries = 65536;
 // Replication batching: commands packed into one Raft log entry.
 inline constexpr size_t kMaxCommandsPerEntry = 4096;
 inline constexpr size_t kMaxEntryBytes = 4 * 1024 * 1024;
-// A follower that sees no leader's liveliness token holds a query this long
-// before answering `unavailable` (at most this many at once).
-inline constexpr int64_t kLeaderTokenGraceMs = 300;
-// ... and, if asking the network for leader tokens takes longer, this long
-// at most.
-inline constexpr int64_t kMaxUndecidedHoldMs = 2000;
-inline constexpr size_t kMaxUndecidedQueries = 10'000;
-// A follower that receives a publication while it sees no leader's token
-// (its router may not reach the leader yet: a node that just started, or a
-// change of leader) holds it and forwards it to the leader once a token
-// shows, for at most this long, this many and this many bytes; the leader
-// stores it once (publication ids). Beyond that it is dropped and counted.
+// Forwarding: a node that does not lead hands its clients' requests to the
+// leader over the Raft transport (docs/ARCHITECTURE.md).
+// A request that finds no leader known waits this long for one (at most
+// this many at once), then gets `unavailable`.
+inline constexpr int64_t kMaxLeaderWaitMs = 3'000;
+inline constexpr size_t kMaxWaitingForLeader = 10'000;
+// A forwarded request not answered within this (plus its own long-poll
+// wait) gets `unknown_outcome`.
+inline constexpr int64_t kForwardTimeoutMs = 15'000;
+// A status or membership request forwarded to another node: its timeout.
+inline constexpr int64_t kAdminForwardTimeoutMs = 3'000;
+// Forwarded requests waiting for their answer on one node.
+inline constexpr size_t kMaxPendingForwards = 65'536;
+// A request sent to a node that no longer leads goes on to the leader it
+// names (or, naming none, to the leader this node knows after a pause)
+// at most this many times.
+inline constexpr int kMaxForwardHops = 5;
+inline constexpr int64_t kForwardRetryBackoffMs = 100;
+// A request not sent yet (no connection to the leader yet) is tried again
+// this often until its time is up.
+inline constexpr int64_t kForwardRetryMs = 10;
+// Publications that reach a node while no leader is known are held and
+// handed to the leader once one is, for at most this long, this many and
+// this many bytes; the leader stores each once (publication ids). Beyond
+// that they are dropped and counted.
 inline constexpr int64_t kMaxPublicationHoldMs = 5'000;
 inline constexpr size_t kMaxHeldPublications = 10'000;
 inline constexpr size_t kMaxHeldPublicationBytes = 64 * 1024 * 1024;

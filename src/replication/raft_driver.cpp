@@ -10,6 +10,19 @@
 #include "util/log.hpp"
 
 namespace mailbox {
+
+IoStatus write_snapshot_job(FileSystem& fs, const std::string& dir, const SnapshotJob& job) {
+  SnapshotWriter writer(fs, dir, job.path, job.path + ".tmp");
+  IoStatus s = writer.begin(job.meta);
+  if (s.is_ok()) s = writer.append(job.configuration);
+  if (s.is_ok()) s = writer.append(job.parts->head);
+  for (const auto& p : job.parts->payloads) {
+    if (s.is_ok() && !p.empty()) s = writer.append(p);
+  }
+  if (s.is_ok()) s = writer.commit();
+  return s;
+}
+
 namespace {
 
 // How often the leader checks whether a sweep (expiry, lease end) is due.

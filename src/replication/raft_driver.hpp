@@ -105,6 +105,10 @@ struct SnapshotJob {
   std::string path;  // the final snapshot file
 };
 
+// Writes a SnapshotJob's file in `dir` (temporary name, fsync, rename,
+// directory fsync): what an environment's snapshot worker runs. Any thread.
+IoStatus write_snapshot_job(FileSystem& fs, const std::string& dir, const SnapshotJob& job);
+
 // An installed snapshot to persist: the staged file (streamed from the
 // leader, already checked) becomes the newest snapshot and the log is reset
 // to continue after it, durably, in the log writer's order.
@@ -192,10 +196,13 @@ class RaftDriver {
   // entries already proposed) and stops; nothing is called afterwards.
   void stop();
 
-  // Client work (the node is running).
+  // Client work (the node is running). Commands and reads are queued;
+  // `flush` proposes what is queued (many commands to one entry, all reads
+  // behind one barrier), so call it once after queueing a batch.
   void submit_command(Command command, CommandCallback done, int64_t wait_ms = 0);
   void submit_read(ReadRequest read, ReadCallback done);
   void submit_membership(MembershipRequest request, StatusCallback done);
+  void flush() { drive(); }
 
   // Events.
   void on_message(DecodedMessage message, uint64_t from_id, const std::string& from_address);
@@ -224,6 +231,8 @@ class RaftDriver {
   uint64_t leader_id() const;
   // The configuration is this node alone, as a voter.
   bool sole_voter() const;
+  // The servers of the newest configuration.
+  const std::vector<RaftServerInfo>& configuration() const { return configuration_view_; }
   const StateMachine& state() const { return *state_; }
   // Index and term of the entry at `index` in memory (0 if not held).
   uint64_t term_at(uint64_t index) const;

@@ -10,10 +10,8 @@
 #pragma push_macro("__cpp_static_assert")
 #undef __cpp_static_assert
 #define _Static_assert(condition, message) static_assert(true, message)
-#include <uv.h>
 extern "C" {
 #include <raft.h>
-#include <raft/uv.h>
 }
 #undef _Static_assert
 #pragma pop_macro("__cpp_static_assert")

@@ -1,926 +1,822 @@
 #include "replication/raft_node.hpp"
 
+#include <pthread.h>
 #include <uv.h>
 
-#include <pthread.h>
-
 #include <chrono>
-#include <cstring>
-#include <filesystem>
+#include <condition_variable>
 #include <future>
 #include <random>
 
 #include "core/assert.hpp"
 #include "core/limits.hpp"
-#include "replication/nodelay_transport.hpp"
-#include "replication/raft_include.hpp"
+#include "replication/file_system.hpp"
+#include "replication/log_store.hpp"
+#include "replication/node_startup.hpp"
+#include "replication/node_storage.hpp"
+#include "replication/raft_driver.hpp"
+#include "replication/snapshot_store.hpp"
+#include "replication/transport.hpp"
+#include "util/latency_histogram.hpp"
 #include "util/log.hpp"
 #include "util/no_blocking_sends.hpp"
 
 namespace mailbox {
 namespace {
 
-constexpr unsigned kStatusRefreshIntervalMs = 20;
-constexpr const char* kNotRunningMessage = "the server is shutting down";
-// How often the leader checks whether a sweep (expiry, lease end) is due.
-constexpr int64_t kSweepCheckIntervalMs = 100;
-constexpr size_t kRaftBlockSizeBytes = 4096;
-// Below this much log, a snapshot is never forced by bytes.
-constexpr uint64_t kMinSnapshotLogBytes = 32ULL << 20;
-
-int64_t wall_clock_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-// A configuration of `voters`, all voting; the caller closes it on success.
-Status voters_configuration(const std::vector<RaftPeer>& voters, raft_configuration* configuration) {
-  raft_configuration_init(configuration);
-  for (const auto& peer : voters) {
-    const int rv = raft_configuration_add(configuration, peer.id, peer.address.c_str(), RAFT_VOTER);
-    if (rv != 0) {
-      raft_configuration_close(configuration);
-      return Status::error(ErrorCode::kInvalidArgument, std::string("bad voter ") + std::to_string(peer.id) + ": " +
-                                                            raft_strerror(rv));
-    }
-  }
-  return Status::ok();
-}
+constexpr uint64_t kStatusRefreshIntervalMs = 20;  // also the driver's tick
+constexpr int64_t kPrepareIntervalMs = 200;       // the helper checks prepared segments
+constexpr int kMaxLogWriteRetries = 3;            // an EIO is retried, then fatal
+constexpr int64_t kLogWriteRetryMs = 10;
+constexpr int64_t kNoSpaceRetryMs = 100;          // a full disk is retried until space returns
+constexpr size_t kMaxOpenSnapshotFiles = 4;       // files kept open for transfers
+constexpr uint64_t kSlowIterationUs = 5'000;
+constexpr unsigned kPreparedSegments = 1;           // zero-filled segments kept ready ahead of the writer
 
 int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
+uint64_t steady_us() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
+// A thread that runs posted tasks in order.
+class Worker {
+ public:
+  explicit Worker(const char* name) : name_(name) {}
+  ~Worker() { stop(); }
+  void start() {
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), name_);
+      run();
+    });
+  }
+  void post(std::function<void()> task) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) return;
+    tasks_.push_back(std::move(task));
+    ready_.notify_one();
+  }
+  // Runs what is queued, then stops.
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+      ready_.notify_one();
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        ready_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+        if (tasks_.empty()) return;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task();
+    }
+  }
+  const char* name_;
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::function<void()>> tasks_;  // bounded by the driver: one snapshot, chunk reads per transfer
+  bool stopping_ = false;
+  std::thread thread_;
+};
 
 }  // namespace
 
-// Everything the loop thread owns. Fields above `mutex` are touched only on
-// the loop thread (after start); the inbox is shared under `mutex`.
-struct RaftNode::Impl {
-  struct PendingCommand {
-    Command command;
-    CommandCallback done;
-    int64_t arrived_ms = 0;
-    int64_t wait_deadline_ms = 0;  // steady clock; 0: no long-poll
-  };
-  struct PendingRead {
-    ReadRequest read;
-    ReadCallback done;
-    int64_t arrived_ms = 0;
-    int64_t wait_deadline_ms = 0;
-  };
-  // One proposed log entry and the callers waiting on it.
-  struct Proposal {
-    struct raft_apply request{};
-    Impl* impl = nullptr;
-    uint64_t token = 0;
-    std::vector<CommandCallback> callbacks;
-    // For long-polling consumes: the command again and its deadline, so an
-    // empty result can be parked and retried.
-    std::vector<std::pair<size_t, PendingCommand>> retries;
-    std::vector<CommandResult> results;
-    bool applied = false;
-  };
-  struct PendingMembership {
-    MembershipRequest request;
-    StatusCallback done;
-  };
-  // One membership change in flight with libraft.
-  struct Change {
-    struct raft_change request{};
-    struct raft_transfer transfer{};
-    Impl* impl = nullptr;
-    PendingMembership pending;
-    bool promoting = false;  // add: the second step, spare -> voter
-  };
-  // One barrier shared by every read queued when it was issued.
-  struct ReadBatch {
-    struct raft_barrier request{};
-    Impl* impl = nullptr;
-    std::vector<PendingRead> reads;
-  };
-
+// Everything the loop thread owns, and the threads around it.
+struct RaftNode::Impl : DriverEnv, TransportHandler {
   explicit Impl(const RaftNodeOptions& o) : options(o) {}
 
   RaftNodeOptions options;
-  StateMachine state;
+  PosixFileSystem fs;
+  std::unique_ptr<LogStore> log;
+  std::unique_ptr<TermVoteStore> term_vote;
+  std::unique_ptr<RaftDriver> driver;
+  std::unique_ptr<Transport> transport;
 
   uv_loop_t loop{};
-  uv_async_t wakeup{};
-  uv_timer_t status_timer{};
-  NoDelayTransport transport;
-  raft_io io{};
-  raft_fsm fsm{};
-  raft raft_instance{};
-  bool transport_initialized = false;
-  bool io_initialized = false;
-  bool raft_initialized = false;
+  uv_async_t wakeup{};       // the inbox has work
+  uv_async_t completions{};  // I/O threads finished something
+  uv_timer_t raft_timer{};
+  uv_timer_t tick_timer{};
+  uv_prepare_t before_poll{};
+  uv_check_t after_poll{};
+  bool loop_initialized = false;
+  bool handles_initialized = false;
   bool closing = false;
+  uint64_t iteration_started_us = 0;
 
-  uint64_t token_base = 0;
-  uint64_t next_seq = 1;
-  std::unordered_map<uint64_t, std::unique_ptr<Proposal>> proposals;
-  std::deque<PendingCommand> parked_commands;  // waiting for a leader
-  std::deque<PendingRead> parked_reads;
-  std::vector<PendingRead> waiting_reads;      // waiting for the next barrier
-  bool barrier_in_flight = false;
-  // Long-poll waiters by mailbox, woken when a message may have arrived.
-  std::unordered_map<std::string, std::vector<PendingCommand>> command_waiters;
-  std::unordered_map<std::string, std::vector<PendingRead>> read_waiters;
-  size_t waiter_count = 0;
-  std::vector<std::string> woken;  // mailboxes that gained messages in applied entries
-  bool sweep_in_flight = false;
-  bool configure_in_flight = false;
-  int64_t last_sweep_check_ms = 0;
-  uint64_t snapshots_taken = 0;
-  int64_t longest_snapshot_stall_us = 0;
-  std::unique_ptr<StateMachine::SnapshotParts> snapshot_parts;  // until snapshot_finalize
-  uint64_t log_bytes_since_snapshot = 0;
-  uint64_t log_entries_since_snapshot = 0;
-  bool snapshot_forced = false;
+  // The log writer: one FIFO of appends and installs.
+  struct LogOp {
+    bool install = false;
+    uint64_t ticket = 0;
+    std::vector<LogEntry> entries;
+    InstallJob job;
+  };
+  std::thread writer;
+  std::mutex writer_mutex;
+  std::condition_variable writer_ready;
+  std::deque<LogOp> writer_queue;  // bounded by the driver's back-pressure on unpersisted entries
+  bool writer_stopping = false;
+  Worker helper{"mbx-storage"};
+  Worker snapshots{"mbx-snapshots"};
+  // Snapshot worker only: files kept open for transfers (by path).
+  std::deque<std::pair<std::string, std::unique_ptr<File>>> open_snapshot_files;
 
-  // Shared with other threads.
+  // Completions from the I/O threads, run on the loop.
+  std::mutex completion_mutex;
+  std::vector<std::function<void()>> completion_queue;
+  bool loop_accepts_completions = false;
+
+  // Snapshots being received, by sender.
+  struct Receiving {
+    uint64_t transfer = 0;
+    std::shared_ptr<SnapshotStager> stager;
+  };
+  std::map<uint64_t, Receiving> receiving;
+
+  // The inbox, shared under `mutex`.
+  struct InboxCommand {
+    Command command;
+    CommandCallback done;
+    int64_t wait_ms = 0;
+  };
   std::mutex mutex;
-  std::vector<PendingCommand> inbox_commands;
-  std::vector<PendingRead> inbox_reads;
-  std::vector<PendingMembership> inbox_membership;
+  std::vector<InboxCommand> inbox_commands;
+  std::vector<std::pair<ReadRequest, ReadCallback>> inbox_reads;
+  std::vector<std::pair<MembershipRequest, StatusCallback>> inbox_membership;
+  struct InboxForward {
+    uint64_t to = 0;
+    std::string request;
+    int64_t timeout_ms = 0;
+    ForwardCallback done;
+  };
+  std::vector<InboxForward> inbox_forwards;
   bool accepting = false;
   bool stop_requested = false;
 
+  // Views for other threads.
   std::atomic<bool> running{false};
   std::atomic<bool> is_leader{false};
   std::atomic<uint64_t> leader_id{0};
-  std::atomic<uint64_t> term{0};
-  std::atomic<uint64_t> commit_index{0};
-  std::atomic<uint64_t> applied_index{0};
-  std::atomic<uint64_t> last_index{0};
-  std::atomic<size_t> parked_waiters{0};
-  std::atomic<uint64_t> snapshots_taken_shared{0};
-  std::atomic<int64_t> longest_snapshot_stall_us_shared{0};
-  std::atomic<uint64_t> messages{0};
-  mutable std::mutex status_mutex;  // guards the two fields below
-  std::vector<RaftServerInfo> configuration_view;
-  std::string state_name;
   std::atomic<size_t> voters{0};
   std::atomic<bool> sole_voter{false};
+  std::atomic<bool> disk_full{false};
+  mutable std::mutex status_mutex;
+  RaftNodeStatus status_view;  // guarded by status_mutex
+  LatencyHistogram loop_iterations;
+  LatencyHistogram log_writes;
+  std::atomic<uint64_t> entries_written{0};
 
-  // --- setup, on the loop thread before the loop runs ---
-  Status open_raft();
+  // Forwarding (loop thread): requests handed to other nodes, by id.
+  struct PendingForward {
+    uint64_t to = 0;
+    std::string request;  // kept until sent
+    int64_t send_deadline_ms = 0;  // not sent by then: `unavailable`
+    int64_t deadline_ms = 0;       // not answered by then: `unknown_outcome`
+    bool sent = false;
+    ForwardCallback done;
+  };
+  std::map<uint64_t, PendingForward> forwards;
+  uint64_t next_forward_id = 1;
+  uv_timer_t forward_timer{};  // runs while a request waits to be sent or answered
+  std::shared_ptr<ForwardSlot> forward_slot;
+  // Answers come from the server's threads, possibly after this node
+  // stopped: they reach the loop through this gate, closed by stop().
+  struct Gate {
+    std::mutex mutex;
+    Impl* impl = nullptr;  // null once stopped
+  };
+  std::shared_ptr<Gate> gate = std::make_shared<Gate>();
 
-  // --- loop-thread handlers ---
-  void on_wakeup();
-  void on_status_timer();
-  void refresh_status();
-  void drive();
-  void propose(std::vector<PendingCommand>& batch);
-  void propose_internal(Command command, bool* in_flight);
-  void account_log_bytes(size_t entry_bytes);
-  void change_membership(PendingMembership&& pending);
-  void fail_waiters(Status status);
-  static void on_changed(struct raft_change* request, int status);
-  static void on_transferred(struct raft_transfer* request);
-  void maintain();
-  bool park(PendingCommand&& command);
-  bool park(PendingRead&& read);
-  void wake_waiters();
-  void expire_waiters(bool all);
-  void issue_barrier();
-  void serve_reads(std::vector<PendingRead>& reads);
+  void start_forward(InboxForward f);
+  bool try_send_forward(uint64_t id, PendingForward& f);
+  void on_forward_timer();
+  void finish_forward(std::map<uint64_t, PendingForward>::iterator it, Status status, std::string reply);
+
+  // --- start and stop (loop thread)
+  Status open();
   void begin_close();
-  void fail_all_pending();
 
-  // --- libraft callbacks ---
-  static int fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** result);
-  static int fsm_snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs);
-  static int fsm_snapshot_finalize(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs);
-  static int fsm_restore(raft_fsm* fsm, raft_buffer* buf);
-  static void on_applied(struct raft_apply* request, int status, void* result);
-  static void on_barrier(struct raft_barrier* request, int status);
-  static void on_raft_closed(raft* r);
+  // --- loop handlers
+  void on_wakeup();
+  void on_completions();
+  void on_tick();
+  void refresh_status();
+  void post_to_loop(std::function<void()> fn);
+
+  // --- log writer thread
+  void run_writer();
+
+  // --- DriverEnv
+  int64_t monotonic_ms() override { return steady_ms(); }
+  int64_t wall_clock_ms() override {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  uint32_t random_seed() override { return std::random_device{}(); }
+  IoStatus save_term_vote(uint64_t term, uint64_t voted_for) override { return term_vote->save(term, voted_for); }
+  void append_entries(uint64_t ticket, std::vector<LogEntry> entries) override {
+    std::lock_guard<std::mutex> lock(writer_mutex);
+    LogOp op;
+    op.ticket = ticket;
+    op.entries = std::move(entries);
+    writer_queue.push_back(std::move(op));
+    writer_ready.notify_one();
+  }
+  void install_snapshot(uint64_t ticket, InstallJob job) override {
+    std::lock_guard<std::mutex> lock(writer_mutex);
+    LogOp op;
+    op.install = true;
+    op.ticket = ticket;
+    op.job = std::move(job);
+    writer_queue.push_back(std::move(op));
+    writer_ready.notify_one();
+  }
+  void compact_log(uint64_t index) override {
+    helper.post([this, index] {
+      IoStatus s = log->compact(index);
+      if (!s.is_ok()) log_warn("cannot delete old log segments: %s", s.message().c_str());
+    });
+  }
+  void write_snapshot(uint64_t ticket, SnapshotJob job) override;
+  void load_snapshot(uint64_t ticket, std::string path) override;
+  void remove_snapshot(std::string path) override {
+    helper.post([this, path] {
+      if (fs.remove(path).is_ok()) fs.sync_dir(snapshot_dir_of(options.data_dir));
+    });
+  }
+  void send(const raft_message& message) override {
+    std::string body;
+    encode_raft_message(message, &body);
+    transport->send(message.server_id, message.server_address, std::move(body));
+  }
+  void send_snapshot(const raft_message& message, const std::string& path) override {
+    std::unique_ptr<File> file;
+    uint64_t bytes = 0;
+    if (!fs.open(path, OpenMode::kRead, &file).is_ok() || !file->size(&bytes).is_ok()) {
+      log_warn("cannot open snapshot %s to send it", path.c_str());
+      return;
+    }
+    transport->send_snapshot(message.server_id, message.server_address, message, path, bytes);
+  }
+  void arm_timer(int64_t at_ms) override {
+    const int64_t delay = std::max<int64_t>(0, at_ms - steady_ms());
+    uv_timer_start(&raft_timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->driver->on_timeout(); },
+                   static_cast<uint64_t>(delay), 0);
+  }
+  std::string snapshot_dir() override { return snapshot_dir_of(options.data_dir); }
+  [[noreturn]] void fatal(const std::string& what) override {
+    log_error("replication: %s; exiting so that a supervisor restarts this node from its durable state",
+              what.c_str());
+    std::abort();
+  }
+
+  // --- TransportHandler
+  void on_raft_message(uint64_t from, const std::string& from_address, DecodedMessage message) override {
+    driver->on_message(std::move(message), from, from_address);
+  }
+  bool on_snapshot_chunk(uint64_t from, const std::string& from_address, uint64_t transfer,
+                         const raft_message& metadata, uint64_t file_bytes, uint64_t offset,
+                         std::string_view bytes) override;
+  void on_snapshot_abandoned(uint64_t from, uint64_t transfer) override {
+    auto it = receiving.find(from);
+    if (it != receiving.end() && it->second.transfer == transfer) receiving.erase(it);
+  }
+  void read_snapshot_chunk(const std::string& path, uint64_t offset, size_t length,
+                           std::function<void(bool ok, std::string bytes)> done) override;
+  void on_forward(uint64_t from, uint64_t connection, uint64_t id, std::string_view request) override;
+  void on_forward_reply(uint64_t to, uint64_t id, std::string_view reply) override {
+    auto it = forwards.find(id);
+    if (it == forwards.end() || it->second.to != to) return;  // timed out meanwhile
+    finish_forward(it, Status::ok(), std::string(reply));
+  }
+  void on_forward_lost(uint64_t to, uint64_t id) override {
+    auto it = forwards.find(id);
+    if (it == forwards.end() || it->second.to != to) return;
+    finish_forward(it, Status::error(ErrorCode::kUnknownOutcome,
+                                     "the connection to node " + std::to_string(to) +
+                                         " closed before it answered; the request may have been applied: retry "
+                                         "with the same rid"),
+                   std::string());
+  }
 };
 
-// ---------------------------------------------------------------- FSM
+// ---------------------------------------------------------------- start
 
-int RaftNode::Impl::fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** result) {
-  auto* self = static_cast<Impl*>(fsm->data);
-  *result = nullptr;
-  Entry entry;
-  const bool decoded = decode_entry(std::string_view(static_cast<const char*>(buf->base), buf->len), &entry);
-  // A committed entry we cannot decode means a bug or a corrupted log: stop
-  // loudly rather than diverge from the other replicas.
-  MAILBOX_ASSERT(decoded, "committed log entry does not decode");
-  std::vector<CommandResult> results = self->state.apply(entry);
-  self->account_log_bytes(buf->len);
-  if (self->waiter_count > 0 && !self->state.woken().empty()) {
-    for (const auto& name : self->state.woken()) self->woken.push_back(name);
-    // Waiters are retried from the loop, outside libraft's callback.
-    if (!self->closing) uv_async_send(&self->wakeup);
-  }
-  auto it = self->proposals.find(entry.proposer_token);
-  if (it != self->proposals.end()) {
-    Proposal& p = *it->second;
-    MAILBOX_ASSERT(results.size() == p.callbacks.size(), "result count matches the proposal");
-    p.results = std::move(results);
-    p.applied = true;
-  }
-  return 0;
-}
-
-// libraft counts only entries; entries here vary from bytes to megabytes. A
-// snapshot is forced (threshold 1) once the log holds more bytes than the
-// policy allows, which bounds both replay time and the memory libraft keeps
-// for the log.
-void RaftNode::Impl::account_log_bytes(size_t entry_bytes) {
-  log_bytes_since_snapshot += entry_bytes;
-  log_entries_since_snapshot += 1;
-  if (snapshot_forced || !raft_initialized) return;
-  const uint64_t limit =
-      std::clamp<uint64_t>(state.total_bytes() / 4, kMinSnapshotLogBytes, options.snapshot_max_log_bytes);
-  if (log_bytes_since_snapshot >= limit) {
-    snapshot_forced = true;
-    raft_set_snapshot_threshold(&raft_instance, 1);
-  }
-}
-
-// Snapshots without copying payloads: the buffers are the metadata head and
-// then every message's payload in place. The state keeps every body alive
-// while the snapshot is pinned, until libraft calls snapshot_finalize after
-// its thread pool has written them; the loop only serializes metadata.
-int RaftNode::Impl::fsm_snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
-  auto* self = static_cast<Impl*>(fsm->data);
-  MAILBOX_ASSERT(!self->snapshot_parts, "one snapshot at a time");
-  const auto started = std::chrono::steady_clock::now();
-  auto parts = std::make_unique<StateMachine::SnapshotParts>(self->state.pin_snapshot());
-  size_t count = 1;
-  for (const auto& p : parts->payloads) count += p.empty() ? 0 : 1;
-  auto* array = static_cast<raft_buffer*>(raft_malloc(count * sizeof(raft_buffer)));
-  if (array == nullptr) {
-    self->state.unpin_snapshot();
-    return RAFT_NOMEM;
-  }
-  array[0].base = parts->head.data();
-  array[0].len = parts->head.size();
-  size_t i = 1;
-  for (const auto& p : parts->payloads) {
-    if (p.empty()) continue;
-    array[i].base = const_cast<char*>(p.data());  // read only by libraft
-    array[i].len = p.size();
-    ++i;
-  }
-  *bufs = array;
-  *n_bufs = static_cast<unsigned>(count);
-  const int64_t us =
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
-  self->snapshots_taken += 1;
-  self->longest_snapshot_stall_us = std::max(self->longest_snapshot_stall_us, us);
-  log_info("snapshot of %llu messages (%zu bytes): loop busy %lld us",
-           static_cast<unsigned long long>(self->state.total_messages()), parts->total_bytes(),
-           static_cast<long long>(us));
-  self->snapshot_parts = std::move(parts);
-  // Keep about snapshot_trailing_bytes of log behind this snapshot (libraft
-  // truncates with the trailing count set now, when the snapshot is stored).
-  if (self->log_entries_since_snapshot > 0) {
-    const uint64_t average_entry_bytes =
-        std::max<uint64_t>(1, self->log_bytes_since_snapshot / self->log_entries_since_snapshot);
-    const uint64_t trailing = std::clamp<uint64_t>(self->options.snapshot_trailing_bytes / average_entry_bytes,
-                                                   self->options.snapshot_trailing_entries,
-                                                   std::max<uint64_t>(self->options.snapshot_trailing_entries,
-                                                                      limits::kMaxTrailingEntries));
-    raft_set_snapshot_trailing(&self->raft_instance, static_cast<unsigned>(trailing));
-  }
-  self->log_bytes_since_snapshot = 0;
-  self->log_entries_since_snapshot = 0;
-  if (self->snapshot_forced) {
-    self->snapshot_forced = false;
-    raft_set_snapshot_threshold(&self->raft_instance, self->options.snapshot_threshold_entries);
-  }
-  return 0;
-}
-
-int RaftNode::Impl::fsm_snapshot_finalize(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
-  auto* self = static_cast<Impl*>(fsm->data);
-  if (*bufs != nullptr) raft_free(*bufs);
-  *bufs = nullptr;
-  *n_bufs = 0;
-  self->snapshot_parts.reset();
-  self->state.unpin_snapshot();
-  return 0;
-}
-
-int RaftNode::Impl::fsm_restore(raft_fsm* fsm, raft_buffer* buf) {
-  auto* self = static_cast<Impl*>(fsm->data);
-  const bool restored = self->state.restore(std::string_view(static_cast<const char*>(buf->base), buf->len));
-  MAILBOX_ASSERT(restored, "snapshot does not decode");
-  raft_free(buf->base);
-  log_info("restored snapshot: %llu messages in %zu mailboxes",
-           static_cast<unsigned long long>(self->state.total_messages()), self->state.mailbox_count());
-  return 0;
-}
-
-// ---------------------------------------------------------------- setup
-
-Status RaftNode::Impl::open_raft() {
-  std::error_code ec;
-  std::filesystem::create_directories(options.data_dir, ec);
-  if (ec) return Status::error(ErrorCode::kInternal, "cannot create data directory " + options.data_dir + ": " + ec.message());
-  const bool pristine = std::filesystem::is_empty(options.data_dir, ec);
-
+Status RaftNode::Impl::open() {
   int rv = uv_loop_init(&loop);
   if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("uv_loop_init: ") + uv_strerror(rv));
-  rv = nodelay_transport_init(&transport, &loop);
-  if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("raft_uv_tcp_init: ") + raft_strerror(rv));
-  transport_initialized = true;
-  rv = raft_uv_init(&io, &loop, options.data_dir.c_str(), &transport.outer);
-  if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("raft_uv_init: ") + io.errmsg);
-  io_initialized = true;
-  // Auto-recovery can drop entries this node had acknowledged: never.
-  raft_uv_set_auto_recovery(&io, false);
-
-  fsm.version = 2;
-  fsm.data = this;
-  fsm.apply = &Impl::fsm_apply;
-  fsm.snapshot = &Impl::fsm_snapshot;
-  fsm.restore = &Impl::fsm_restore;
-  fsm.snapshot_finalize = &Impl::fsm_snapshot_finalize;
-
-  rv = raft_init(&raft_instance, &io, &fsm, options.node_id, options.raft_address.c_str());
-  if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("raft_init: ") + raft_errmsg(&raft_instance));
-  raft_initialized = true;
-  raft_instance.data = this;
-  raft_uv_set_block_size(&io, kRaftBlockSizeBytes);
-  raft_set_pre_vote(&raft_instance, true);
-  raft_set_election_timeout(&raft_instance, options.election_timeout_ms);
-  raft_set_heartbeat_timeout(&raft_instance, options.heartbeat_timeout_ms);
-  raft_set_snapshot_threshold(&raft_instance, options.snapshot_threshold_entries);
-  raft_set_snapshot_trailing(&raft_instance, options.snapshot_trailing_entries);
-
-  if (options.recover) {
-    if (pristine) return Status::error(ErrorCode::kInvalidArgument, "--recover needs an existing data directory");
-    raft_configuration configuration;
-    Status built = voters_configuration(options.initial_voters, &configuration);
-    if (!built.is_ok()) return built;
-    rv = raft_recover(&raft_instance, &configuration);
-    raft_configuration_close(&configuration);
-    if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("raft_recover: ") + raft_errmsg(&raft_instance));
-    log_warn("recovered: forced a new configuration of %zu voters into %s", options.initial_voters.size(),
-             options.data_dir.c_str());
-  } else if (pristine && !options.initial_voters.empty()) {
-    raft_configuration configuration;
-    Status built = voters_configuration(options.initial_voters, &configuration);
-    if (!built.is_ok()) return built;
-    rv = raft_bootstrap(&raft_instance, &configuration);
-    raft_configuration_close(&configuration);
-    if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
-      return Status::error(ErrorCode::kInternal, std::string("raft_bootstrap: ") + raft_errmsg(&raft_instance));
+  loop_initialized = true;
+  log = std::make_unique<LogStore>(fs, log_dir_of(options.data_dir),
+                                   LogStoreOptions{options.node_id, options.log_segment_bytes, kPreparedSegments});
+  term_vote = std::make_unique<TermVoteStore>(fs, raft_state_path_of(options.data_dir), options.node_id);
+  StartupOptions startup;
+  startup.identity = NodeIdentity{options.node_id, options.cluster_name};
+  startup.initial_voters = options.initial_voters;
+  startup.recover = options.recover;
+  DurableState durable;
+  std::vector<std::string> notes;
+  Status s = open_node_storage(fs, options.data_dir, startup, *log, *term_vote, &durable, &notes);
+  for (const auto& note : notes) {
+    if (note.rfind("bootstrapped", 0) == 0 || note.rfind("recovered", 0) == 0) {
+      log_info("%s in %s", note.c_str(), options.data_dir.c_str());
+    } else {
+      log_warn("data directory: %s", note.c_str());
     }
-    log_info("bootstrapped a new cluster in %s", options.data_dir.c_str());
   }
-
-  std::random_device random;
-  token_base = (static_cast<uint64_t>(random()) << 32) ^ (static_cast<uint64_t>(random()) << 16);
-  raft_seed(&raft_instance, random());
-
-  rv = raft_start(&raft_instance);
-  if (rv != 0) return Status::error(ErrorCode::kInternal, std::string("raft_start: ") + raft_errmsg(&raft_instance));
+  if (!s.is_ok()) return s;
 
   uv_async_init(&loop, &wakeup, [](uv_async_t* h) { static_cast<Impl*>(h->data)->on_wakeup(); });
   wakeup.data = this;
-  uv_timer_init(&loop, &status_timer);
-  status_timer.data = this;
-  uv_timer_start(
-      &status_timer, [](uv_timer_t* h) { static_cast<Impl*>(h->data)->on_status_timer(); },
-      kStatusRefreshIntervalMs, kStatusRefreshIntervalMs);
+  uv_async_init(&loop, &completions, [](uv_async_t* h) { static_cast<Impl*>(h->data)->on_completions(); });
+  completions.data = this;
+  uv_timer_init(&loop, &raft_timer);
+  raft_timer.data = this;
+  uv_timer_init(&loop, &tick_timer);
+  tick_timer.data = this;
+  uv_timer_init(&loop, &forward_timer);
+  forward_timer.data = this;
+  uv_prepare_init(&loop, &before_poll);
+  before_poll.data = this;
+  uv_check_init(&loop, &after_poll);
+  after_poll.data = this;
+  handles_initialized = true;
+  // A loop iteration: from the end of its poll for I/O to the start of the next.
+  uv_check_start(&after_poll, [](uv_check_t* h) { static_cast<Impl*>(h->data)->iteration_started_us = steady_us(); });
+  uv_prepare_start(&before_poll, [](uv_prepare_t* h) {
+    auto* self = static_cast<Impl*>(h->data);
+    if (self->iteration_started_us != 0) self->loop_iterations.record(steady_us() - self->iteration_started_us);
+  });
+  {
+    std::lock_guard<std::mutex> lock(completion_mutex);
+    loop_accepts_completions = true;
+  }
+
+  writer = std::thread([this] {
+    pthread_setname_np(pthread_self(), "mbx-log-writer");
+    run_writer();
+  });
+  helper.start();
+  snapshots.start();
+  helper.post([this] { log->prepare(); });
+
+  transport = std::make_unique<Transport>(&loop, TransportOptions{options.node_id, options.cluster_name,
+                                                                  options.raft_address},
+                                          *this);
+  s = transport->listen();
+  if (!s.is_ok()) return s;
+
+  DriverOptions d;
+  d.node_id = options.node_id;
+  d.address = options.raft_address;
+  d.election_timeout_ms = options.election_timeout_ms;
+  d.heartbeat_timeout_ms = options.heartbeat_timeout_ms;
+  d.max_inflight_entries = options.max_inflight_entries;
+  d.snapshot_threshold_entries = options.snapshot_threshold_entries;
+  d.min_snapshot_log_bytes = options.min_snapshot_log_bytes;
+  d.snapshot_max_log_bytes = options.snapshot_max_log_bytes;
+  d.snapshot_trailing_bytes = options.snapshot_trailing_bytes;
+  d.snapshot_trailing_entries = options.snapshot_trailing_entries;
+  d.leader_wait_ms = options.leader_wait_ms;
+  d.state_config = options.state_config;
+  driver = std::make_unique<RaftDriver>(d, *this);
+  if (durable.has_snapshot) {
+    log_info("loading snapshot %s (%llu bytes of state)", durable.snapshot_file.path.c_str(),
+             static_cast<unsigned long long>(durable.snapshot.data_bytes));
+  }
+  s = driver->start(std::move(durable));
+  if (!s.is_ok()) return s;
+  uv_timer_start(&tick_timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_tick(); }, kStatusRefreshIntervalMs,
+                 kStatusRefreshIntervalMs);
   refresh_status();
   return Status::ok();
 }
 
-// ---------------------------------------------------------------- loop thread
+// ---------------------------------------------------------------- loop
 
-void RaftNode::Impl::refresh_status() {
-  raft_id id = 0;
-  const char* address = nullptr;
-  raft_leader(&raft_instance, &id, &address);
-  leader_id.store(id);
-  const int raft_role = raft_state(&raft_instance);
-  if (raft_role == RAFT_UNAVAILABLE && !closing) {
-    // A Raft instance that can no longer work must not linger as a zombie.
-    log_error("the Raft instance became unavailable (%s); exiting so a supervisor restarts this node",
-              raft_errmsg(&raft_instance));
-    std::abort();
-  }
-  const bool leader_now = raft_role == RAFT_LEADER;
-  if (!leader_now && waiter_count > 0) {
-    // Not (or no longer) the leader: waiters must go and find the new one.
-    fail_waiters(Status::error(ErrorCode::kUnavailable, "this node is no longer the leader; retry"));
-  }
-  is_leader.store(leader_now);
+void RaftNode::Impl::post_to_loop(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(completion_mutex);
+  if (!loop_accepts_completions) return;
+  completion_queue.push_back(std::move(fn));
+  uv_async_send(&completions);
+}
+
+void RaftNode::Impl::on_completions() {
+  std::vector<std::function<void()>> batch;
   {
-    std::vector<RaftServerInfo> servers;
-    size_t voter_count = 0;
-    for (unsigned i = 0; i < raft_instance.configuration.n; ++i) {
-      const raft_server& server = raft_instance.configuration.servers[i];
-      const char* role = server.role == RAFT_VOTER ? "voter" : server.role == RAFT_STANDBY ? "standby" : "spare";
-      voter_count += server.role == RAFT_VOTER ? 1 : 0;
-      servers.push_back(RaftServerInfo{server.id, server.address, role});
-    }
-    voters.store(voter_count);
-    sole_voter.store(voter_count == 1 && servers.size() == 1 && servers[0].id == options.node_id &&
-                     servers[0].role == "voter");
-    std::lock_guard<std::mutex> lock(status_mutex);
-    configuration_view = std::move(servers);
-    state_name = raft_state_name(raft_role);
+    std::lock_guard<std::mutex> lock(completion_mutex);
+    batch.swap(completion_queue);
   }
-  term.store(raft_current_term(&raft_instance));
-  commit_index.store(raft_commit_index(&raft_instance));
-  applied_index.store(raft_last_applied(&raft_instance));
-  last_index.store(raft_last_index(&raft_instance));
-  parked_waiters.store(waiter_count);
-  snapshots_taken_shared.store(snapshots_taken);
-  longest_snapshot_stall_us_shared.store(longest_snapshot_stall_us);
-  messages.store(state.total_messages());
-}
-
-void RaftNode::Impl::on_status_timer() {
-  if (closing) return;
-  refresh_status();
-  expire_waiters(/*all=*/false);
-  maintain();
-  drive();
-}
-
-// Leader housekeeping: share this node's business settings, and sweep when
-// expiries or lease ends are due.
-void RaftNode::Impl::maintain() {
-  if (raft_state(&raft_instance) != RAFT_LEADER) return;
-  if (!configure_in_flight && !(state.config() == options.state_config)) {
-    propose_internal(ConfigureCommand{options.state_config}, &configure_in_flight);
+  for (auto& fn : batch) {
+    if (closing) break;
+    fn();
   }
-  const int64_t now = steady_ms();
-  if (sweep_in_flight || now - last_sweep_check_ms < kSweepCheckIntervalMs) return;
-  last_sweep_check_ms = now;
-  if (state.next_sweep_due_ms() <= wall_clock_ms()) propose_internal(SweepCommand{}, &sweep_in_flight);
-}
-
-void RaftNode::Impl::propose_internal(Command command, bool* in_flight) {
-  *in_flight = true;
-  std::vector<PendingCommand> batch;
-  batch.push_back(PendingCommand{std::move(command), [in_flight](CommandResult&&) { *in_flight = false; },
-                                 steady_ms(), 0});
-  propose(batch);
-}
-
-bool RaftNode::Impl::park(PendingCommand&& command) {
-  if (waiter_count >= limits::kMaxParkedWaiters) return false;
-  const auto& consume = std::get<ConsumeCommand>(command.command);
-  command_waiters[consume.mailbox].push_back(std::move(command));
-  ++waiter_count;
-  return true;
-}
-
-bool RaftNode::Impl::park(PendingRead&& read) {
-  if (waiter_count >= limits::kMaxParkedWaiters) return false;
-  read_waiters[read.read.mailbox].push_back(std::move(read));
-  ++waiter_count;
-  return true;
-}
-
-// Moves the waiters of mailboxes that gained messages back into the queues.
-void RaftNode::Impl::wake_waiters() {
-  if (waiter_count == 0) {
-    woken.clear();
-    return;
-  }
-  auto requeue_commands = [this](std::vector<PendingCommand>& list) {
-    for (auto& c : list) parked_commands.push_back(std::move(c));
-    waiter_count -= list.size();
-  };
-  auto requeue_reads = [this](std::vector<PendingRead>& list) {
-    for (auto& r : list) parked_reads.push_back(std::move(r));
-    waiter_count -= list.size();
-  };
-  for (const auto& name : woken) {
-    if (auto it = command_waiters.find(name); it != command_waiters.end()) {
-      requeue_commands(it->second);
-      command_waiters.erase(it);
-    }
-    if (auto it = read_waiters.find(name); it != read_waiters.end()) {
-      requeue_reads(it->second);
-      read_waiters.erase(it);
-    }
-  }
-  woken.clear();
-}
-
-namespace {
-// Completes every waiter of `waiters` for which `due(waiter)` holds with
-// `status`; returns how many it completed.
-template <typename Waiter, typename Result, typename Due>
-size_t complete_waiters(std::unordered_map<std::string, std::vector<Waiter>>& waiters, const Status& status,
-                        Due due) {
-  size_t completed = 0;
-  for (auto it = waiters.begin(); it != waiters.end();) {
-    auto& list = it->second;
-    for (size_t i = 0; i < list.size();) {
-      if (!due(list[i])) {
-        ++i;
-        continue;
-      }
-      Result r;
-      r.status = status;
-      list[i].done(std::move(r));
-      list[i] = std::move(list.back());
-      list.pop_back();
-      ++completed;
-    }
-    it = list.empty() ? waiters.erase(it) : std::next(it);
-  }
-  return completed;
-}
-}  // namespace
-
-void RaftNode::Impl::fail_waiters(Status status) {
-  auto all = [](const auto&) { return true; };
-  waiter_count -= complete_waiters<PendingCommand, CommandResult>(command_waiters, status, all);
-  waiter_count -= complete_waiters<PendingRead, ReadResult>(read_waiters, status, all);
-}
-
-// Completes waiters whose wait has ended with `empty` (all of them, with
-// `unavailable`, when `all`).
-void RaftNode::Impl::expire_waiters(bool all) {
-  if (waiter_count == 0) return;
-  if (all) {
-    fail_waiters(Status::error(ErrorCode::kUnavailable, "the server is shutting down"));
-    return;
-  }
-  const int64_t now = steady_ms();
-  auto ended = [now](const auto& w) { return w.wait_deadline_ms <= now; };
-  const Status empty = Status::error(ErrorCode::kEmpty, "mailbox is empty");
-  waiter_count -= complete_waiters<PendingCommand, CommandResult>(command_waiters, empty, ended);
-  waiter_count -= complete_waiters<PendingRead, ReadResult>(read_waiters, empty, ended);
 }
 
 void RaftNode::Impl::on_wakeup() {
-  std::vector<PendingCommand> commands;
-  std::vector<PendingRead> reads;
-  std::vector<PendingMembership> changes;
+  std::vector<InboxCommand> commands;
+  std::vector<std::pair<ReadRequest, ReadCallback>> reads;
+  std::vector<std::pair<MembershipRequest, StatusCallback>> changes;
+  std::vector<InboxForward> to_forward;
   bool stop = false;
   {
     std::lock_guard<std::mutex> lock(mutex);
     commands.swap(inbox_commands);
     reads.swap(inbox_reads);
     changes.swap(inbox_membership);
+    to_forward.swap(inbox_forwards);
     stop = stop_requested;
   }
-  for (auto& c : changes) {
-    if (stop) {
-      c.done(Status::error(ErrorCode::kUnavailable, "the server is shutting down"));
-    } else {
-      change_membership(std::move(c));
-    }
+  for (auto& f : to_forward) start_forward(std::move(f));
+  for (auto& c : commands) driver->submit_command(std::move(c.command), std::move(c.done), c.wait_ms);
+  for (auto& [read, done] : reads) driver->submit_read(std::move(read), std::move(done));
+  for (auto& [request, done] : changes) {
+    // The status others read shows the new configuration before the
+    // caller hears that the change is done.
+    driver->submit_membership(std::move(request), [this, done = std::move(done)](Status&& s) mutable {
+      refresh_status();
+      done(std::move(s));
+    });
   }
-  for (auto& c : commands) parked_commands.push_back(std::move(c));
-  for (auto& r : reads) parked_reads.push_back(std::move(r));
   if (stop) {
     begin_close();
     return;
   }
-  wake_waiters();
-  refresh_status();
-  maintain();
-  drive();
+  driver->flush();
 }
 
-// Moves parked work forward: proposes when leader, waits for a leader for a
-// bounded time, refuses otherwise.
-void RaftNode::Impl::drive() {
+void RaftNode::Impl::on_tick() {
   if (closing) return;
-  const bool leader = raft_state(&raft_instance) == RAFT_LEADER;
-  if (leader) {
-    while (!parked_commands.empty()) {
-      std::vector<PendingCommand> batch;
-      size_t bytes = 0;
-      while (!parked_commands.empty() && batch.size() < limits::kMaxCommandsPerEntry) {
-        const size_t size = encoded_size_hint(parked_commands.front().command);
-        if (!batch.empty() && bytes + size > limits::kMaxEntryBytes) break;
-        bytes += size;
-        batch.push_back(std::move(parked_commands.front()));
-        parked_commands.pop_front();
-      }
-      propose(batch);
+  driver->tick();
+  refresh_status();
+  if (log->prepared_count() < kPreparedSegments) helper.post([this] { log->prepare(); });
+}
+
+void RaftNode::Impl::refresh_status() {
+  const DriverStatus d = driver->status();
+  if (d.state == "unavailable" && !closing) {
+    log_error("the Raft instance became unavailable; exiting so a supervisor restarts this node");
+    std::abort();
+  }
+  is_leader.store(d.is_leader);
+  leader_id.store(d.leader_id);
+  voters.store(d.voters);
+  sole_voter.store(d.sole_voter);
+  disk_full.store(log->out_of_space());
+  RaftNodeStatus s;
+  s.running = running.load();
+  s.is_leader = d.is_leader;
+  s.state = d.state;
+  s.configuration = d.configuration;
+  s.voters = d.voters;
+  s.leader_id = d.leader_id;
+  s.term = d.term;
+  s.commit_index = d.commit_index;
+  s.applied_index = d.applied_index;
+  s.last_index = d.last_index;
+  s.persisted_index = d.persisted_index;
+  s.snapshot_index = d.snapshot_index;
+  s.parked_waiters = d.parked_waiters;
+  s.snapshots_taken = d.snapshots_taken;
+  s.snapshots_installed = d.snapshots_installed;
+  s.longest_snapshot_stall_us = d.longest_snapshot_stall_us;
+  s.messages = d.messages;
+  s.log_disk_bytes = log->disk_bytes();
+  s.log_disk_full = log->out_of_space();
+  s.unknown_outcomes = d.unknown_outcomes;
+  s.loop_iterations = loop_iterations.total();
+  s.loop_iteration_max_us = loop_iterations.max_us();
+  uint64_t over = 0;
+  for (size_t i = 0; i < LatencyHistogram::kBuckets; ++i) {
+    if (i >= LatencyHistogram::kBoundsUs.size() || LatencyHistogram::kBoundsUs[i] > kSlowIterationUs) {
+      over += loop_iterations.count(i);
     }
-    for (auto& r : parked_reads) waiting_reads.push_back(std::move(r));
-    parked_reads.clear();
-    if (!barrier_in_flight && !waiting_reads.empty()) issue_barrier();
+  }
+  s.loop_iterations_over_5ms = over;
+  s.log_writes = log_writes.total();
+  s.log_write_p50_us = log_writes.quantile_bound_us(0.5);
+  s.log_write_p99_us = log_writes.quantile_bound_us(0.99);
+  s.entries_per_write_x100 = s.log_writes == 0 ? 0 : entries_written.load() * 100 / s.log_writes;
+  const TransportCounters& t = transport->counters();
+  s.transport_bytes_sent = t.bytes_sent;
+  s.transport_bytes_received = t.bytes_received;
+  s.transport_messages_dropped = t.messages_dropped;
+  s.transport_connections_refused = t.connections_refused;
+  s.forwards_sent = t.forwards_sent;
+  s.forwards_received = t.forwards_received;
+  s.forwards_lost = t.forwards_lost;
+  s.forwards_pending = forwards.size();
+  std::lock_guard<std::mutex> lock(status_mutex);
+  status_view = std::move(s);
+}
+
+// ---------------------------------------------------------------- log writer
+
+// Writes what is queued, in order: consecutive appends that continue each
+// other go in one write and one fdatasync (group commit). A full disk waits
+// for space (the node says so in its status); EIO is retried, then fatal.
+void RaftNode::Impl::run_writer() {
+  for (;;) {
+    std::deque<LogOp> batch;
+    {
+      std::unique_lock<std::mutex> lock(writer_mutex);
+      writer_ready.wait(lock, [this] { return writer_stopping || !writer_queue.empty(); });
+      if (writer_stopping) return;
+      batch.swap(writer_queue);
+    }
+    while (!batch.empty()) {
+      std::vector<uint64_t> tickets;
+      IoStatus status;
+      const uint64_t started = steady_us();
+      size_t written_entries = 0;
+      if (batch.front().install) {
+        LogOp op = std::move(batch.front());
+        batch.pop_front();
+        tickets.push_back(op.ticket);
+        for (int attempt = 0;; ++attempt) {
+          status = fs.rename(op.job.staged_path, op.job.final_path);
+          if (status.is_ok() || status.error == ENOENT) {
+            // (ENOENT: renamed by an attempt whose directory fsync failed)
+            status = fs.sync_dir(snapshot_dir_of(options.data_dir));
+          }
+          if (status.is_ok()) status = log->reset(op.job.index + 1);
+          if (status.is_ok() || attempt >= kMaxLogWriteRetries) break;
+          std::this_thread::sleep_for(std::chrono::milliseconds(kLogWriteRetryMs));
+        }
+      } else {
+        std::vector<LogEntry> all;
+        while (!batch.empty() && !batch.front().install &&
+               (all.empty() || batch.front().entries.front().index == all.back().index + 1)) {
+          LogOp op = std::move(batch.front());
+          batch.pop_front();
+          tickets.push_back(op.ticket);
+          for (auto& e : op.entries) all.push_back(std::move(e));
+        }
+        written_entries = all.size();
+        for (int attempt = 0;; ++attempt) {
+          status = log->append(all.data(), all.size());
+          if (status.is_ok()) break;
+          if (status.is_no_space()) {
+            // Space may come back (an operator frees some, old segments go).
+            log_error("the Raft log cannot grow: %s; retrying every %lld ms", status.message().c_str(),
+                      static_cast<long long>(kNoSpaceRetryMs));
+            std::this_thread::sleep_for(std::chrono::milliseconds(kNoSpaceRetryMs));
+            std::lock_guard<std::mutex> lock(writer_mutex);
+            if (writer_stopping) return;
+            continue;
+          }
+          if (attempt >= kMaxLogWriteRetries) break;
+          std::this_thread::sleep_for(std::chrono::milliseconds(kLogWriteRetryMs));
+        }
+      }
+      log_writes.record(steady_us() - started);
+      entries_written.fetch_add(written_entries, std::memory_order_relaxed);
+      post_to_loop([this, tickets = std::move(tickets), status] {
+        for (uint64_t ticket : tickets) driver->on_log_written(ticket, status);
+      });
+    }
+  }
+}
+
+// ---------------------------------------------------------------- snapshots
+
+void RaftNode::Impl::write_snapshot(uint64_t ticket, SnapshotJob job) {
+  snapshots.post([this, ticket, job = std::move(job)] {
+    const auto started = std::chrono::steady_clock::now();
+    const IoStatus s = write_snapshot_job(fs, snapshot_dir_of(options.data_dir), job);
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+    if (s.is_ok()) {
+      log_info("wrote snapshot %s (%llu bytes) in %lld ms", job.path.c_str(),
+               static_cast<unsigned long long>(job.meta.file_bytes()), static_cast<long long>(ms));
+    }
+    post_to_loop([this, ticket, s] { driver->on_snapshot_written(ticket, s); });
+  });
+}
+
+void RaftNode::Impl::load_snapshot(uint64_t ticket, std::string path) {
+  snapshots.post([this, ticket, path] {
+    SnapshotReader reader(fs, path);
+    Status s = reader.open();
+    if (s.is_ok()) s = reader.verify();
+    std::string data;
+    if (s.is_ok()) s = reader.read_data(&data);
+    auto state = std::make_shared<std::unique_ptr<StateMachine>>(std::make_unique<StateMachine>());
+    if (s.is_ok() && !(*state)->restore(data)) s = Status::error(ErrorCode::kInternal, "the snapshot does not decode");
+    post_to_loop([this, ticket, s, state]() mutable { driver->on_snapshot_loaded(ticket, s, std::move(*state)); });
+  });
+}
+
+void RaftNode::Impl::read_snapshot_chunk(const std::string& path, uint64_t offset, size_t length,
+                                         std::function<void(bool ok, std::string bytes)> done) {
+  snapshots.post([this, path, offset, length, done = std::move(done)]() mutable {
+    // Keep the file open: a newer snapshot may remove it while it streams.
+    File* file = nullptr;
+    for (auto& [p, f] : open_snapshot_files) {
+      if (p == path) file = f.get();
+    }
+    if (file == nullptr) {
+      std::unique_ptr<File> opened;
+      if (fs.open(path, OpenMode::kRead, &opened).is_ok()) {
+        file = opened.get();
+        open_snapshot_files.emplace_back(path, std::move(opened));
+        if (open_snapshot_files.size() > kMaxOpenSnapshotFiles) open_snapshot_files.pop_front();
+      }
+    }
+    std::string bytes(length, '\0');
+    size_t read = 0;
+    const bool ok = file != nullptr && file->read_at(offset, bytes.data(), length, &read).is_ok() && read == length;
+    post_to_loop([done = std::move(done), ok, bytes = std::move(bytes)]() mutable { done(ok, std::move(bytes)); });
+  });
+}
+
+// A snapshot streamed from the leader: each chunk written to its staging
+// file as it comes (page cache: cheap on the loop); when whole, it is
+// fsynced and checked on the snapshot worker, then handed to the driver.
+bool RaftNode::Impl::on_snapshot_chunk(uint64_t from, const std::string& from_address, uint64_t transfer,
+                                       const raft_message& metadata, uint64_t file_bytes, uint64_t offset,
+                                       std::string_view bytes) {
+  if (offset == 0 && bytes.empty()) {
+    Receiving r;
+    r.transfer = transfer;
+    r.stager = std::make_shared<SnapshotStager>(
+        fs,
+        join_path(snapshot_dir_of(options.data_dir),
+                  "incoming-" + std::to_string(from) + "-" + std::to_string(transfer) + ".tmp"),
+        file_bytes);
+    if (!r.stager->open().is_ok()) return false;
+    receiving[from] = std::move(r);
+    log_info("receiving snapshot %llu (%llu bytes) from node %llu",
+             static_cast<unsigned long long>(metadata.install_snapshot.last_index),
+             static_cast<unsigned long long>(file_bytes), static_cast<unsigned long long>(from));
+    return true;
+  }
+  auto it = receiving.find(from);
+  if (it == receiving.end() || it->second.transfer != transfer) return false;
+  auto stager = it->second.stager;
+  if (!stager->write(offset, bytes).is_ok()) {
+    receiving.erase(it);
+    return false;
+  }
+  if (stager->received() < stager->expected()) return true;
+  receiving.erase(it);
+  raft_message meta = metadata;
+  snapshots.post([this, stager, meta, from, from_address] {
+    SnapshotMeta got;
+    std::string configuration;
+    Status s = stager->finish(&got, &configuration);
+    if (s.is_ok() && got.index != meta.install_snapshot.last_index) {
+      s = Status::error(ErrorCode::kInternal, "the staged snapshot is not the announced one");
+    }
+    if (!s.is_ok()) {
+      log_warn("a snapshot from node %llu is unusable: %s", static_cast<unsigned long long>(from), s.message.c_str());
+      return;  // the stager removes its file; the leader sends it again
+    }
+    stager->release();
+    const std::string staged = stager->path();
+    post_to_loop([this, meta, from, from_address, staged, configuration] {
+      driver->on_snapshot_received(meta, from, from_address, staged, configuration);
+    });
+  });
+  return true;
+}
+
+// ---------------------------------------------------------------- forwarding
+
+void RaftNode::Impl::start_forward(InboxForward f) {
+  if (forwards.size() >= limits::kMaxPendingForwards) {
+    f.done(Status::error(ErrorCode::kUnavailable, "too many requests waiting for another node; retry later"),
+           std::string());
     return;
   }
-  // Not the leader. Reads that waited for a barrier go back to the queue.
-  for (auto& r : waiting_reads) parked_reads.push_back(std::move(r));
-  waiting_reads.clear();
-  // Another known leader serves through its own queryable:
-  // refuse at once. With no leader known, wait a bounded time for this node
-  // to become it (a cluster of one at start-up, or a re-election).
-  raft_id known_leader = 0;
-  const char* known_address = nullptr;
-  raft_leader(&raft_instance, &known_leader, &known_address);
+  bool known = false;
+  for (const RaftServerInfo& server : driver->configuration()) known = known || server.id == f.to;
+  if (!known || f.to == options.node_id) {
+    f.done(Status::error(ErrorCode::kUnavailable,
+                         "node " + std::to_string(f.to) + " is not another server of this cluster's configuration"),
+           std::string());
+    return;
+  }
+  const uint64_t id = next_forward_id++;
+  PendingForward& p = forwards[id];
+  p.to = f.to;
+  p.request = std::move(f.request);
   const int64_t now = steady_ms();
-  const int64_t deadline_age =
-      known_leader != 0 && known_leader != options.node_id ? 0 : static_cast<int64_t>(options.leader_wait_ms);
-  while (!parked_commands.empty() && now - parked_commands.front().arrived_ms >= deadline_age) {
-    CommandResult r;
-    r.status = Status::error(ErrorCode::kUnavailable, "no leader: the cluster is electing one or has lost its quorum");
-    parked_commands.front().done(std::move(r));
-    parked_commands.pop_front();
-  }
-  while (!parked_reads.empty() && now - parked_reads.front().arrived_ms >= deadline_age) {
-    ReadResult r;
-    r.status = Status::error(ErrorCode::kUnavailable, "no leader: the cluster is electing one or has lost its quorum");
-    parked_reads.front().done(std::move(r));
-    parked_reads.pop_front();
+  p.deadline_ms = now + std::max<int64_t>(0, f.timeout_ms);
+  p.send_deadline_ms = std::min(p.deadline_ms, now + limits::kMaxLeaderWaitMs);
+  p.done = std::move(f.done);
+  try_send_forward(id, p);
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&forward_timer))) {
+    uv_timer_start(&forward_timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_forward_timer(); },
+                   static_cast<uint64_t>(limits::kForwardRetryMs), static_cast<uint64_t>(limits::kForwardRetryMs));
   }
 }
 
-void RaftNode::Impl::propose(std::vector<PendingCommand>& batch) {
-  auto proposal = std::make_unique<Proposal>();
-  proposal->impl = this;
-  proposal->token = token_base + next_seq++;
-  Entry entry;
-  entry.leader_time_ms = wall_clock_ms();
-  entry.proposer_token = proposal->token;
-  entry.commands.reserve(batch.size());
-  proposal->callbacks.reserve(batch.size());
-  for (auto& c : batch) {
-    if (c.wait_deadline_ms != 0) {
-      proposal->retries.emplace_back(proposal->callbacks.size(),
-                                     PendingCommand{c.command, nullptr, c.arrived_ms, c.wait_deadline_ms});
-    }
-    entry.commands.push_back(std::move(c.command));
-    proposal->callbacks.push_back(std::move(c.done));
+// Sends it if the node is in the configuration and reachable now.
+bool RaftNode::Impl::try_send_forward(uint64_t id, PendingForward& f) {
+  for (const RaftServerInfo& server : driver->configuration()) {
+    if (server.id != f.to || server.id == options.node_id) continue;
+    if (!transport->forward(server.id, server.address, id, f.request)) return false;
+    f.sent = true;
+    std::string().swap(f.request);
+    return true;
   }
-  std::string bytes = encode_entry(entry);
-  raft_buffer buffer;
-  buffer.len = bytes.size();
-  buffer.base = raft_malloc(buffer.len);
-  MAILBOX_ASSERT(buffer.base != nullptr, "raft_malloc for a log entry");
-  std::memcpy(buffer.base, bytes.data(), bytes.size());
-  proposal->request.data = proposal.get();
-  const int rv = raft_apply(&raft_instance, &proposal->request, &buffer, 1, &Impl::on_applied);
-  if (rv != 0) {
-    // libraft frees the buffer itself on failures after its log took it; it
-    // leaves it to us only when it refused up front (not the leader). After
-    // the append, the entry may still be replicated: the outcome is unknown.
-    const bool refused_up_front = rv == RAFT_NOTLEADER;
-    if (refused_up_front) raft_free(buffer.base);
-    log_warn("raft_apply failed: %s (%s)", raft_strerror(rv), raft_errmsg(&raft_instance));
-    const ErrorCode code = refused_up_front ? ErrorCode::kUnavailable : ErrorCode::kUnknownOutcome;
-    const std::string message = std::string("cannot propose: ") + raft_strerror(rv) +
-                                (refused_up_front ? "" : "; retry with the same rid");
-    for (auto& done : proposal->callbacks) {
-      CommandResult r;
-      r.status = Status::error(code, message);
-      done(std::move(r));
-    }
-    return;
-  }
-  const uint64_t token = proposal->token;
-  proposals.emplace(token, std::move(proposal));
+  return false;
 }
 
-void RaftNode::Impl::on_applied(struct raft_apply* request, int status, void*) {
-  auto* proposal = static_cast<Proposal*>(request->data);
-  Impl* self = proposal->impl;
-  auto owned = std::move(self->proposals.at(proposal->token));
-  self->proposals.erase(proposal->token);
-  if (status == 0) {
-    MAILBOX_ASSERT(owned->applied, "an applied proposal has results");
-    // A long-polling consume that found nothing waits for a message.
-    const int64_t now = steady_ms();
-    bool requeued = false;
-    const bool still_leader = raft_state(&self->raft_instance) == RAFT_LEADER;
-    for (auto& [index, retry] : owned->retries) {
-      if (owned->results[index].status.code != ErrorCode::kEmpty || retry.wait_deadline_ms <= now) continue;
-      if (!still_leader) {
-        // Messages will arrive at the new leader: send the client there.
-        owned->results[index].status =
-            Status::error(ErrorCode::kUnavailable, "this node is no longer the leader; retry");
-        continue;
-      }
-      retry.done = std::move(owned->callbacks[index]);
-      owned->callbacks[index] = nullptr;
-      // A message may have arrived in a later entry applied in the same
-      // step, whose wake-up came before this consume was parked: retry now.
-      const auto& mailbox = std::get<ConsumeCommand>(retry.command).mailbox;
-      if (self->state.has_visible(mailbox, self->state.clock_ms())) {
-        self->parked_commands.push_back(std::move(retry));
-        requeued = true;
-      } else if (!self->park(std::move(retry))) {
-        owned->callbacks[index] = std::move(retry.done);
-      }
+void RaftNode::Impl::on_forward_timer() {
+  if (closing) return;
+  const int64_t now = steady_ms();
+  for (auto it = forwards.begin(); it != forwards.end();) {
+    auto next = std::next(it);
+    PendingForward& f = it->second;
+    if (!f.sent) try_send_forward(it->first, f);
+    if (now >= (f.sent ? f.deadline_ms : f.send_deadline_ms)) {
+      const uint64_t to = f.to;
+      finish_forward(it,
+                     f.sent ? Status::error(ErrorCode::kUnknownOutcome,
+                                            "node " + std::to_string(to) +
+                                                " did not answer in time; the request may have been applied: retry "
+                                                "with the same rid")
+                            : Status::error(ErrorCode::kUnavailable,
+                                            "cannot reach node " + std::to_string(to) + "; retry"),
+                     std::string());
     }
-    if (requeued && !self->closing) uv_async_send(&self->wakeup);
-    for (size_t i = 0; i < owned->callbacks.size(); ++i) {
-      if (owned->callbacks[i]) owned->callbacks[i](std::move(owned->results[i]));
-    }
-    return;
+    it = next;
   }
-  // The entry was appended locally; it may or may not be committed by a
-  // later leader. Only a retry with the same rid can settle it.
-  for (auto& done : owned->callbacks) {
-    CommandResult r;
-    r.status = Status::error(ErrorCode::kUnknownOutcome,
-                             std::string("the cluster may or may not have applied this (") + raft_strerror(status) +
-                                 "); retry with the same rid");
-    done(std::move(r));
-  }
+  if (forwards.empty()) uv_timer_stop(&forward_timer);
 }
 
-void RaftNode::Impl::issue_barrier() {
-  auto batch = std::make_unique<ReadBatch>();
-  batch->impl = this;
-  batch->reads = std::move(waiting_reads);
-  waiting_reads.clear();
-  batch->request.data = batch.get();
-  const int rv = raft_barrier(&raft_instance, &batch->request, &Impl::on_barrier);
-  if (rv != 0) {
-    for (auto& r : batch->reads) {
-      ReadResult result;
-      result.status = Status::error(ErrorCode::kUnavailable, std::string("cannot read: ") + raft_strerror(rv));
-      r.done(std::move(result));
-    }
-    return;
-  }
-  barrier_in_flight = true;
-  batch.release();  // owned by libraft until on_barrier
+void RaftNode::Impl::finish_forward(std::map<uint64_t, PendingForward>::iterator it, Status status, std::string reply) {
+  ForwardCallback done = std::move(it->second.done);
+  forwards.erase(it);
+  done(std::move(status), std::move(reply));
 }
 
-void RaftNode::Impl::on_barrier(struct raft_barrier* request, int status) {
-  std::unique_ptr<ReadBatch> batch(static_cast<ReadBatch*>(request->data));
-  Impl* self = batch->impl;
-  self->barrier_in_flight = false;
-  if (status == 0) {
-    self->serve_reads(batch->reads);
-  } else {
-    for (auto& r : batch->reads) {
-      ReadResult result;
-      result.status = Status::error(ErrorCode::kUnavailable, std::string("read interrupted: ") + raft_strerror(status));
-      r.done(std::move(result));
-    }
+// A request another node handed here: to the server's handler; its answer
+// comes back to the loop and leaves on the connection it came in on.
+void RaftNode::Impl::on_forward(uint64_t from, uint64_t connection, uint64_t id, std::string_view request) {
+  ForwardHandler handler;
+  {
+    std::lock_guard<std::mutex> lock(forward_slot->mutex);
+    handler = forward_slot->handler;
   }
-  if (!self->closing && !self->waiting_reads.empty()) self->drive();
+  if (!handler) return;  // nobody answers: the sender's time runs out
+  handler(from, std::string(request), [gate = gate, connection, id](std::string reply) {
+    std::lock_guard<std::mutex> lock(gate->mutex);
+    Impl* impl = gate->impl;
+    if (impl == nullptr) return;
+    impl->post_to_loop([impl, connection, id, reply = std::move(reply)] {
+      impl->transport->reply_forward(connection, id, reply);
+    });
+  });
 }
 
-void RaftNode::Impl::serve_reads(std::vector<PendingRead>& reads) {
-  // Reads see expiry at the later of the log's time and this leader's clock.
-  const int64_t now = std::max(state.clock_ms(), wall_clock_ms());
-  const int64_t steady_now = steady_ms();
-  for (auto& r : reads) {
-    ReadResult result;
-    if (r.read.kind == ReadRequest::Kind::kPeek) {
-      result.status = state.peek(r.read.mailbox, r.read.max_count, now, &result.messages);
-      if (result.status.code == ErrorCode::kEmpty && r.wait_deadline_ms > steady_now) {
-        if (park(std::move(r))) continue;
-      }
-    } else {
-      result.stats = state.stats(r.read.mailbox, now);
-    }
-    r.done(std::move(result));
-  }
-}
-
-void RaftNode::Impl::fail_all_pending() {
-  auto unavailable = [] { return Status::error(ErrorCode::kUnavailable, "the server is shutting down"); };
-  for (auto& c : parked_commands) {
-    CommandResult r;
-    r.status = unavailable();
-    c.done(std::move(r));
-  }
-  parked_commands.clear();
-  for (auto& list : {&parked_reads}) {
-    for (auto& rd : *list) {
-      ReadResult r;
-      r.status = unavailable();
-      rd.done(std::move(r));
-    }
-    list->clear();
-  }
-  for (auto& rd : waiting_reads) {
-    ReadResult r;
-    r.status = unavailable();
-    rd.done(std::move(r));
-  }
-  waiting_reads.clear();
-  expire_waiters(/*all=*/true);
-}
+// ---------------------------------------------------------------- stop
 
 void RaftNode::Impl::begin_close() {
   if (closing) return;
   closing = true;
-  fail_all_pending();
-  uv_timer_stop(&status_timer);
-  uv_close(reinterpret_cast<uv_handle_t*>(&status_timer), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&wakeup), nullptr);
-  // In-flight proposals and barriers get their callbacks from raft_close.
-  raft_close(&raft_instance, &Impl::on_raft_closed);
-}
-
-void RaftNode::Impl::on_raft_closed(raft* r) {
-  auto* self = static_cast<Impl*>(r->data);
-  raft_uv_close(&self->io);
-  nodelay_transport_close(&self->transport);
-  self->running.store(false);
-}
-
-// ---------------------------------------------------------------- membership
-
-void RaftNode::Impl::change_membership(PendingMembership&& pending) {
-  if (raft_state(&raft_instance) != RAFT_LEADER) {
-    pending.done(Status::error(ErrorCode::kUnavailable, "membership changes go to the leader"));
-    return;
+  driver->stop();  // pending requests are answered
+  {
+    std::lock_guard<std::mutex> lock(completion_mutex);
+    loop_accepts_completions = false;
+    completion_queue.clear();
   }
-  auto change = std::make_unique<Change>();
-  change->impl = this;
-  change->pending = std::move(pending);
-  const MembershipRequest& req = change->pending.request;
-  int rv = 0;
-  change->request.data = change.get();
-  change->transfer.data = change.get();
-  switch (req.op) {
-    case MembershipRequest::Op::kAdd: {
-      // Already in the configuration but not voting (an earlier promotion
-      // failed): promote it.
-      bool present = false;
-      for (unsigned i = 0; i < raft_instance.configuration.n; ++i) {
-        const raft_server& server = raft_instance.configuration.servers[i];
-        if (server.id == req.id && server.role != RAFT_VOTER) present = true;
-      }
-      if (present) {
-        change->promoting = true;
-        rv = raft_assign(&raft_instance, &change->request, req.id, RAFT_VOTER, &Impl::on_changed);
-      } else {
-        rv = raft_add(&raft_instance, &change->request, req.id, req.address.c_str(), &Impl::on_changed);
-      }
-      break;
-    }
-    case MembershipRequest::Op::kRemove:
-      rv = raft_remove(&raft_instance, &change->request, req.id, &Impl::on_changed);
-      break;
-    case MembershipRequest::Op::kTransfer:
-      rv = raft_transfer(&raft_instance, &change->transfer, req.id, &Impl::on_transferred);
-      break;
+  receiving.clear();
+  // Requests handed to other nodes: their answers will not be read.
+  while (!forwards.empty()) {
+    auto it = forwards.begin();
+    const bool sent = it->second.sent;
+    finish_forward(it,
+                   sent ? Status::error(ErrorCode::kUnknownOutcome,
+                                        "the server is shutting down; the request may have been applied: retry with "
+                                        "the same rid")
+                        : Status::error(ErrorCode::kUnavailable, "the server is shutting down"),
+                   std::string());
   }
-  if (rv != 0) {
-    // Retryable: not the leader, or another change is still in progress.
-    const ErrorCode code =
-        rv == RAFT_NOTLEADER || rv == RAFT_CANTCHANGE ? ErrorCode::kUnavailable : ErrorCode::kInvalidArgument;
-    change->pending.done(Status::error(code, std::string(raft_strerror(rv)) + ": " + raft_errmsg(&raft_instance)));
-    return;
+  uv_timer_stop(&raft_timer);
+  uv_timer_stop(&tick_timer);
+  uv_timer_stop(&forward_timer);
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&raft_timer), reinterpret_cast<uv_handle_t*>(&tick_timer),
+                         reinterpret_cast<uv_handle_t*>(&forward_timer),
+                         reinterpret_cast<uv_handle_t*>(&wakeup), reinterpret_cast<uv_handle_t*>(&completions),
+                         reinterpret_cast<uv_handle_t*>(&before_poll), reinterpret_cast<uv_handle_t*>(&after_poll)}) {
+    uv_close(h, nullptr);
   }
-  change.release();  // owned by libraft until its callback
-}
-
-void RaftNode::Impl::on_changed(struct raft_change* request, int status) {
-  std::unique_ptr<Change> change(static_cast<Change*>(request->data));
-  Impl* self = change->impl;
-  if (status != 0) {
-    change->pending.done(Status::error(ErrorCode::kUnavailable, std::string("membership change failed: ") +
-                                                                    raft_strerror(status)));
-    return;
-  }
-  const MembershipRequest& req = change->pending.request;
-  if (req.op == MembershipRequest::Op::kAdd && !change->promoting) {
-    // Step two: promote the new spare to voter; libraft first lets it catch
-    // up (by snapshot when it is far behind).
-    change->promoting = true;
-    change->request = {};
-    change->request.data = change.get();
-    const int rv = raft_assign(&self->raft_instance, &change->request, req.id, RAFT_VOTER, &Impl::on_changed);
-    if (rv != 0) {
-      change->pending.done(Status::error(ErrorCode::kUnavailable, std::string("cannot promote to voter: ") +
-                                                                      raft_strerror(rv)));
-      return;
-    }
-    change.release();
-    return;
-  }
-  // The status others read shows the new configuration before the caller
-  // hears that the change is done.
-  self->refresh_status();
-  change->pending.done(Status::ok());
-}
-
-void RaftNode::Impl::on_transferred(struct raft_transfer* request) {
-  std::unique_ptr<Change> change(static_cast<Change*>(request->data));
-  Impl* self = change->impl;
-  raft_id id = 0;
-  const char* address = nullptr;
-  raft_leader(&self->raft_instance, &id, &address);
-  if (id != 0 && id != self->options.node_id &&
-      (change->pending.request.id == 0 || id == change->pending.request.id)) {
-    change->pending.done(Status::ok());
-  } else {
-    change->pending.done(Status::error(ErrorCode::kUnavailable, "leadership did not move in time"));
-  }
+  transport->close([this] { running.store(false); });
 }
 
 // ---------------------------------------------------------------- public
@@ -932,28 +828,37 @@ RaftNode::~RaftNode() { stop(); }
 Status RaftNode::start() {
   MAILBOX_ASSERT(!impl_, "start called twice");
   impl_ = std::make_unique<Impl>(options_);
+  impl_->forward_slot = forward_slot_;
+  impl_->gate->impl = impl_.get();
   std::promise<Status> started;
   auto started_future = started.get_future();
   loop_thread_ = std::thread([this, &started] {
     pthread_setname_np(pthread_self(), "mbx-raft-loop");
-    // Result callbacks run here: they hand replies to another thread.
+    // Result callbacks run here: they hand replies to the reply worker.
     NoBlockingSendsScope no_sends("on the Raft loop thread: hand replies to the reply worker");
     Impl& impl = *impl_;
-    Status s = impl.open_raft();
+    Status s = impl.open();
     if (!s.is_ok()) {
-      if (impl.raft_initialized) {
+      if (impl.handles_initialized) {
         impl.closing = true;
-        raft_close(&impl.raft_instance, [](raft* r) {
-          auto* self = static_cast<Impl*>(r->data);
-          raft_uv_close(&self->io);
-          nodelay_transport_close(&self->transport);
-        });
-      } else {
-        if (impl.io_initialized) raft_uv_close(&impl.io);
-        if (impl.transport_initialized) nodelay_transport_close(&impl.transport);
+        for (uv_handle_t* h :
+             {reinterpret_cast<uv_handle_t*>(&impl.raft_timer), reinterpret_cast<uv_handle_t*>(&impl.tick_timer),
+              reinterpret_cast<uv_handle_t*>(&impl.forward_timer),
+              reinterpret_cast<uv_handle_t*>(&impl.wakeup), reinterpret_cast<uv_handle_t*>(&impl.completions),
+              reinterpret_cast<uv_handle_t*>(&impl.before_poll), reinterpret_cast<uv_handle_t*>(&impl.after_poll)}) {
+          uv_close(h, nullptr);
+        }
+        {
+          std::lock_guard<std::mutex> lock(impl.completion_mutex);
+          impl.loop_accepts_completions = false;
+        }
+        if (impl.transport) impl.transport->close([] {});
       }
-      uv_run(&impl.loop, UV_RUN_DEFAULT);
-      uv_loop_close(&impl.loop);
+      if (impl.driver) impl.driver->stop();
+      if (impl.loop_initialized) {
+        uv_run(&impl.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&impl.loop);
+      }
       started.set_value(s);
       return;
     }
@@ -970,6 +875,18 @@ Status RaftNode::start() {
   Status s = started_future.get();
   if (!s.is_ok()) {
     loop_thread_.join();
+    {
+      std::lock_guard<std::mutex> lock(impl_->writer_mutex);
+      impl_->writer_stopping = true;
+      impl_->writer_ready.notify_one();
+    }
+    if (impl_->writer.joinable()) impl_->writer.join();
+    impl_->helper.stop();
+    impl_->snapshots.stop();
+    {
+      std::lock_guard<std::mutex> lock(impl_->gate->mutex);
+      impl_->gate->impl = nullptr;
+    }
     impl_.reset();
   }
   return s;
@@ -985,6 +902,18 @@ void RaftNode::stop() {
     if (was_running) uv_async_send(&impl_->wakeup);
   }
   if (loop_thread_.joinable()) loop_thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(impl_->gate->mutex);
+    impl_->gate->impl = nullptr;
+  }
+  {
+    std::lock_guard<std::mutex> lock(impl_->writer_mutex);
+    impl_->writer_stopping = true;
+    impl_->writer_ready.notify_one();
+  }
+  if (impl_->writer.joinable()) impl_->writer.join();
+  impl_->helper.stop();
+  impl_->snapshots.stop();
   // Anything that slipped into the inbox after the loop drained it.
   auto unavailable = [] { return Status::error(ErrorCode::kUnavailable, "the server is shutting down"); };
   for (auto& c : impl_->inbox_commands) {
@@ -992,95 +921,85 @@ void RaftNode::stop() {
     r.status = unavailable();
     c.done(std::move(r));
   }
-  for (auto& rd : impl_->inbox_reads) {
+  for (auto& [read, done] : impl_->inbox_reads) {
     ReadResult r;
     r.status = unavailable();
-    rd.done(std::move(r));
+    done(std::move(r));
   }
-  for (auto& m : impl_->inbox_membership) m.done(unavailable());
+  for (auto& [request, done] : impl_->inbox_membership) done(unavailable());
+  for (auto& f : impl_->inbox_forwards) f.done(unavailable(), std::string());
+  impl_->driver.reset();
   impl_.reset();
 }
 
-bool RaftNode::submit_command(Command command, CommandCallback done, int64_t wait_ms) {
-  if (!impl_) {
-    CommandResult refused;
-    refused.status = Status::error(ErrorCode::kUnavailable, kNotRunningMessage);
-    done(std::move(refused));
-    return false;
-  }
-  const int64_t now = steady_ms();
-  const int64_t deadline = wait_ms > 0 && std::holds_alternative<ConsumeCommand>(command) ? now + wait_ms : 0;
-  {
-    std::lock_guard<std::mutex> lock(impl_->mutex);
-    if (impl_->accepting) {
-      impl_->inbox_commands.push_back(Impl::PendingCommand{std::move(command), std::move(done), now, deadline});
-      // Under the lock: the loop closes the handle only after `accepting` is false.
-      uv_async_send(&impl_->wakeup);
+namespace {
+constexpr const char* kNotRunningMessage = "the server is shutting down";
+
+// Queues `item` on inbox `queue` of a running node and wakes its loop
+// (under the lock: the loop closes the wake-up only after `accepting` is
+// false); otherwise calls `refuse` on this thread.
+template <typename Queue, typename Item, typename Refuse>
+bool enqueue_or_refuse(RaftNode::Impl* impl, Queue RaftNode::Impl::*queue, Item&& item, Refuse&& refuse) {
+  if (impl != nullptr) {
+    std::lock_guard<std::mutex> lock(impl->mutex);
+    if (impl->accepting) {
+      (impl->*queue).push_back(std::forward<Item>(item));
+      uv_async_send(&impl->wakeup);
       return true;
     }
   }
-  CommandResult refused;
-  refused.status = Status::error(ErrorCode::kUnavailable, kNotRunningMessage);
-  done(std::move(refused));
+  refuse(Status::error(ErrorCode::kUnavailable, kNotRunningMessage));
   return false;
 }
 
-bool RaftNode::submit_membership(MembershipRequest request, StatusCallback done) {
-  if (impl_) {
-    std::lock_guard<std::mutex> lock(impl_->mutex);
-    if (impl_->accepting) {
-      impl_->inbox_membership.push_back(Impl::PendingMembership{std::move(request), std::move(done)});
-      uv_async_send(&impl_->wakeup);
-      return true;
-    }
-  }
-  done(Status::error(ErrorCode::kUnavailable, kNotRunningMessage));
-  return false;
+}  // namespace
+
+bool RaftNode::submit_command(Command command, CommandCallback done, int64_t wait_ms) {
+  Impl::InboxCommand item{std::move(command), std::move(done), wait_ms};
+  return enqueue_or_refuse(impl_.get(), &Impl::inbox_commands, std::move(item), [&item](Status s) {
+    CommandResult refused;
+    refused.status = std::move(s);
+    item.done(std::move(refused));
+  });
 }
 
 bool RaftNode::submit_read(ReadRequest read, ReadCallback done) {
-  if (impl_) {
-    std::lock_guard<std::mutex> lock(impl_->mutex);
-    if (impl_->accepting) {
-      const int64_t now = steady_ms();
-      const int64_t deadline = read.wait_ms > 0 && read.kind == ReadRequest::Kind::kPeek ? now + read.wait_ms : 0;
-      impl_->inbox_reads.push_back(Impl::PendingRead{std::move(read), std::move(done), now, deadline});
-      uv_async_send(&impl_->wakeup);
-      return true;
-    }
-  }
-  ReadResult refused;
-  refused.status = Status::error(ErrorCode::kUnavailable, kNotRunningMessage);
-  done(std::move(refused));
-  return false;
+  std::pair<ReadRequest, ReadCallback> item{std::move(read), std::move(done)};
+  return enqueue_or_refuse(impl_.get(), &Impl::inbox_reads, std::move(item), [&item](Status s) {
+    ReadResult refused;
+    refused.status = std::move(s);
+    item.second(std::move(refused));
+  });
+}
+
+bool RaftNode::submit_membership(MembershipRequest request, StatusCallback done) {
+  std::pair<MembershipRequest, StatusCallback> item{std::move(request), std::move(done)};
+  return enqueue_or_refuse(impl_.get(), &Impl::inbox_membership, std::move(item),
+                           [&item](Status s) { item.second(std::move(s)); });
+}
+
+bool RaftNode::forward(uint64_t to, std::string request, int64_t timeout_ms, ForwardCallback done) {
+  Impl::InboxForward item{to, std::move(request), timeout_ms, std::move(done)};
+  return enqueue_or_refuse(impl_.get(), &Impl::inbox_forwards, std::move(item),
+                           [&item](Status s) { item.done(std::move(s), std::string()); });
+}
+
+void RaftNode::set_forward_handler(ForwardHandler handler) {
+  std::lock_guard<std::mutex> lock(forward_slot_->mutex);
+  forward_slot_->handler = std::move(handler);
+}
+
+RaftNodeStatus RaftNode::status() const {
+  if (!impl_) return RaftNodeStatus{};
+  std::lock_guard<std::mutex> lock(impl_->status_mutex);
+  RaftNodeStatus s = impl_->status_view;
+  s.running = impl_->running.load();
+  return s;
 }
 
 bool RaftNode::is_leader() const { return impl_ && impl_->is_leader.load(); }
 uint64_t RaftNode::leader_id() const { return impl_ ? impl_->leader_id.load() : 0; }
 size_t RaftNode::voters() const { return impl_ ? impl_->voters.load() : 0; }
 bool RaftNode::single_voter() const { return impl_ && impl_->sole_voter.load(); }
-
-RaftNodeStatus RaftNode::status() const {
-  RaftNodeStatus s;
-  if (!impl_) return s;
-  s.running = impl_->running.load();
-  s.is_leader = impl_->is_leader.load();
-  s.leader_id = impl_->leader_id.load();
-  s.term = impl_->term.load();
-  s.commit_index = impl_->commit_index.load();
-  s.applied_index = impl_->applied_index.load();
-  s.last_index = impl_->last_index.load();
-  s.parked_waiters = impl_->parked_waiters.load();
-  s.snapshots_taken = impl_->snapshots_taken_shared.load();
-  s.longest_snapshot_stall_us = impl_->longest_snapshot_stall_us_shared.load();
-  s.messages = impl_->messages.load();
-  s.voters = impl_->voters.load();
-  {
-    std::lock_guard<std::mutex> lock(impl_->status_mutex);
-    s.configuration = impl_->configuration_view;
-    s.state = impl_->state_name;
-  }
-  return s;
-}
 
 }  // namespace mailbox

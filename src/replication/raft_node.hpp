@@ -1,24 +1,36 @@
-// raft_node.hpp: the libraft adapter. Runs one Raft server and the mailbox
-// state machine on a dedicated libuv loop thread.
+// raft_node.hpp: one node's replication: libraft's algorithm (through
+// raft_step, replication/raft_driver.hpp) with the mailbox state machine,
+// our log store, snapshots and TCP transport, on a dedicated libuv loop
+// thread and three I/O threads.
 //
 // What it is for: it turns client commands into replicated, fsynced log
 // entries and linearizable reads into barrier-guarded reads of the state:
 //  - commands queued from any thread are packed many to one log entry
-//    (batching is where throughput comes from), stamped with this leader's
+//    (batching is where throughput comes from), stamped with the leader's
 //    clock, and each caller gets the result of its own command;
-//  - reads wait for one shared `raft_barrier`, then read the state;
-//  - an entry whose fate became unknown (leadership lost) reports
-//    `unknown_outcome`; no leader within `leader_wait_ms` reports `unavailable`.
+//  - reads share one barrier entry, then read the state;
+//  - an entry whose fate is unknown when leadership is lost is waited for
+//    (its index tells whether it committed), then reported `unknown_outcome`;
+//    no leader within `leader_wait_ms` reports `unavailable`.
 //
-// Threads: `start`, `stop` and the destructor belong to the owning thread.
-// `submit_command`, `submit_read` and `status` may be called from any thread.
-// Everything else, including every libraft call and callback and the state
-// machine, runs on the loop thread. Result callbacks run on the loop thread:
-// they must be quick and must only hand the result to another thread.
+// Threads (docs/ARCHITECTURE.md, "Replication"):
+//  - the loop thread runs the driver, libraft, the state machine, the
+//    transport and every timer; a loop iteration's time is measured;
+//  - the log writer writes and fsyncs appended entries (all that queued
+//    during the previous write go in one write: group commit) and installs
+//    snapshots, in order;
+//  - the storage helper prepares log segments ahead of need, deletes old
+//    segments and snapshots;
+//  - the snapshot worker writes and loads state snapshots, reads snapshot
+//    files being sent and checks those received.
+// `start`, `stop` and the destructor belong to the owning thread.
+// `submit_*`, `status` and the views may be called from any thread. Result
+// callbacks run on the loop thread: they must be quick and must only hand
+// the result to another thread (no Zenoh send: asserted).
 //
-// Ownership: the node owns the state machine, the libuv loop and libraft's
-// I/O. Callbacks passed in are owned by the node until it calls them, exactly
-// once each (also on stop, with `unavailable` or `unknown_outcome`).
+// Ownership: the node owns the state machine, its storage, the loop and the
+// threads. Callbacks passed in are owned by the node until it calls them,
+// exactly once each (also on stop, with `unavailable` or `unknown_outcome`).
 #pragma once
 
 #include <atomic>
@@ -43,26 +55,33 @@ struct RaftNodeOptions {
   uint64_t node_id = 1;
   std::string raft_address = "127.0.0.1:7450";
   std::string data_dir;
+  // The cluster's name: a data directory or a peer of another cluster is
+  // refused.
+  std::string cluster_name = "mailbox";
   // The voters a brand-new cluster bootstraps with (this node included).
   // Empty: never bootstrap (a node that waits to be added).
   std::vector<RaftPeer> initial_voters;
   // Disaster recovery after losing a majority: force `initial_voters` as the
-  // new configuration into this node's existing log (raft_recover), then run.
+  // new configuration into this node's existing log, then run.
   bool recover = false;
   unsigned election_timeout_ms = 1000;
   unsigned heartbeat_timeout_ms = 100;
   // A snapshot is taken when the log since the last one holds this many
   // entries, or more bytes than a quarter of the state (clamped to
-  // [kMinSnapshotLogBytes, snapshot_max_log_bytes]), whichever comes first.
+  // [min_snapshot_log_bytes, snapshot_max_log_bytes]), whichever comes first.
   unsigned snapshot_threshold_entries = 8192;
+  uint64_t min_snapshot_log_bytes = 32ULL << 20;
   uint64_t snapshot_max_log_bytes = 256ULL << 20;
-  // Log kept after a snapshot, so that a lagging follower catches up by
-  // entries instead of a snapshot install (which can crash a follower in
-  // libraft 0.22.1, docs/RELIABILITY.md): about snapshot_trailing_bytes of
-  // recent entries, at least snapshot_trailing_entries and at most
-  // limits::kMaxTrailingEntries.
+  // Log kept after a snapshot, so that a follower a little behind catches
+  // up by entries rather than a snapshot install: about
+  // snapshot_trailing_bytes of recent entries, at least
+  // snapshot_trailing_entries and at most limits::kMaxTrailingEntries.
   unsigned snapshot_trailing_entries = 64;
   uint64_t snapshot_trailing_bytes = 64ULL << 20;
+  // Log segment files (preallocated and zero-filled ahead of need).
+  uint64_t log_segment_bytes = 64ULL << 20;
+  // Entries in flight to each follower (libraft's pipelining window).
+  unsigned max_inflight_entries = 64;
   // How long a request waits for a leader to be known before `unavailable`.
   unsigned leader_wait_ms = 3000;
   // The business settings this node proposes when it leads (the state's own
@@ -82,10 +101,31 @@ struct RaftNodeStatus {
   uint64_t commit_index = 0;
   uint64_t applied_index = 0;
   uint64_t last_index = 0;
+  uint64_t persisted_index = 0;  // durable in this node's log
+  uint64_t snapshot_index = 0;
   size_t parked_waiters = 0;
   uint64_t snapshots_taken = 0;
-  int64_t longest_snapshot_stall_us = 0;  // longest time the loop spent in one snapshot
+  uint64_t snapshots_installed = 0;
+  int64_t longest_snapshot_stall_us = 0;  // longest time the loop spent starting one snapshot
   uint64_t messages = 0;                  // total stored messages (as of the last refresh)
+  uint64_t log_disk_bytes = 0;
+  bool log_disk_full = false;             // the log cannot grow: the disk is full
+  uint64_t unknown_outcomes = 0;
+  uint64_t loop_iterations = 0;
+  uint64_t loop_iteration_max_us = 0;
+  uint64_t loop_iterations_over_5ms = 0;
+  uint64_t log_writes = 0;
+  uint64_t log_write_p50_us = 0;          // write + fdatasync, bucket bounds
+  uint64_t log_write_p99_us = 0;
+  uint64_t entries_per_write_x100 = 0;    // group commit: average entries per write, times 100
+  uint64_t transport_bytes_sent = 0;
+  uint64_t transport_bytes_received = 0;
+  uint64_t transport_messages_dropped = 0;
+  uint64_t transport_connections_refused = 0;
+  uint64_t forwards_sent = 0;      // requests this node handed to others
+  uint64_t forwards_received = 0;  // requests others handed to this node
+  uint64_t forwards_lost = 0;      // sent, then the connection closed before the answer
+  size_t forwards_pending = 0;
 };
 
 class RaftNode {
@@ -114,6 +154,22 @@ class RaftNode {
   // Add (as a voter, after it catches up), remove, or transfer leadership.
   bool submit_membership(MembershipRequest request, StatusCallback done);
 
+  // Hands `request` to node `to` (a server of the configuration) over the
+  // Raft transport, at most once (replication/transport.hpp), and calls
+  // `done` once, on the loop thread, with OK and the answer; `unavailable`
+  // when nothing was sent within `timeout_ms` (no connection to it, a full
+  // queue, a node not in the configuration, shutting down: it never acted);
+  // or `unknown_outcome` when it was sent but its connection closed, or
+  // `timeout_ms` passed, before the answer came. At most
+  // limits::kMaxPendingForwards wait at once; beyond that, `unavailable`.
+  bool forward(uint64_t to, std::string request, int64_t timeout_ms, ForwardCallback done);
+  // What answers the requests other nodes forward here (none: they go
+  // unanswered). It is called on the loop thread and must only hand the
+  // request to another thread; `respond` may be called once, from any
+  // thread (a request never answered is reported lost to its sender when
+  // its time is up there). Any thread, any time.
+  void set_forward_handler(ForwardHandler handler);
+
   RaftNodeStatus status() const;
   // Cheap views for the hot path (atomics).
   bool is_leader() const;
@@ -128,6 +184,11 @@ class RaftNode {
 
  private:
   RaftNodeOptions options_;
+  struct ForwardSlot {
+    std::mutex mutex;
+    ForwardHandler handler;
+  };
+  std::shared_ptr<ForwardSlot> forward_slot_ = std::make_shared<ForwardSlot>();
   std::unique_ptr<Impl> impl_;
   std::thread loop_thread_;
 };

@@ -38,6 +38,13 @@ using CommandCallback = std::function<void(CommandResult&&)>;
 using ReadCallback = std::function<void(ReadResult&&)>;
 using StatusCallback = std::function<void(Status&&)>;
 
+// Forwarding between nodes (RaftNode::forward): a request's bytes and its
+// answer's are the server's own (server/forwarding.hpp); the replication
+// layer carries them.
+using ForwardCallback = std::function<void(Status, std::string reply)>;
+using ForwardResponder = std::function<void(std::string reply)>;
+using ForwardHandler = std::function<void(uint64_t from, std::string request, ForwardResponder respond)>;
+
 // A change of membership or leadership, done by the leader.
 struct MembershipRequest {
   enum class Op : uint8_t { kAdd, kRemove, kTransfer };

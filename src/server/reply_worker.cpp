@@ -4,9 +4,9 @@
 
 namespace mailbox {
 
-ReplyWorker::ReplyWorker()
-    : thread_([this] {
-        pthread_setname_np(pthread_self(), "mbx-replies");
+ReplyWorker::ReplyWorker(const char* thread_name)
+    : thread_name_(thread_name), thread_([this] {
+        pthread_setname_np(pthread_self(), thread_name_);
         run();
       }) {}
 

@@ -1,4 +1,6 @@
-// reply_worker.hpp: one thread that formats and sends replies to Zenoh.
+// reply_worker.hpp: one thread that runs tasks in order: formats and sends
+// replies to Zenoh (the reply worker), or serves requests other nodes
+// forward (a second instance).
 //
 // What it is for: keeps Zenoh calls (which may block on a congested
 // transport) off the Raft loop thread and out of Zenoh's own callbacks.
@@ -19,7 +21,7 @@ namespace mailbox {
 
 class ReplyWorker {
  public:
-  ReplyWorker();
+  explicit ReplyWorker(const char* thread_name = "mbx-replies");
   ~ReplyWorker();
   ReplyWorker(const ReplyWorker&) = delete;
   ReplyWorker& operator=(const ReplyWorker&) = delete;
@@ -35,6 +37,7 @@ class ReplyWorker {
   std::deque<std::function<void()>> tasks_;
   bool stopping_ = false;
   bool idle_ = false;  // the worker waits for tasks (under mutex_)
+  const char* thread_name_;
   std::thread thread_;
 };
 

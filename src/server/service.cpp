@@ -11,6 +11,7 @@
 namespace mailbox {
 namespace {
 constexpr std::string_view kDefaultEncoding = "zenoh/bytes";
+constexpr auto kRoleCheckInterval = std::chrono::milliseconds(20);
 
 int64_t steady_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -26,555 +27,41 @@ uint64_t publication_id(std::string_view timestamp) {
   }
   return h == 0 ? 1 : h;
 }
-}  // namespace
 
-MailboxService::MailboxService(ServiceOptions options, zenoh::Session& session, RaftNode& node)
-    : options_(std::move(options)), session_(session), node_(node) {}
-
-MailboxService::~MailboxService() {
-  stop_accepting();
-  drain_replies();
+std::optional<std::string> owned(std::optional<std::string_view> v) {
+  if (!v) return std::nullopt;
+  return std::string(*v);
 }
 
-std::string MailboxService::admin_key() const {
-  return options_.prefix + "/@cluster/node/" + std::to_string(options_.node_id);
+ForwardedRequest forwarded_from(ForwardedRequest::Kind kind, const Exchange& exchange) {
+  ForwardedRequest r;
+  r.kind = kind;
+  r.key = std::string(exchange.key());
+  r.parameters = std::string(exchange.parameters());
+  r.payload = owned(exchange.payload());
+  r.encoding = owned(exchange.encoding());
+  r.attachment = owned(exchange.attachment());
+  return r;
 }
 
-Status MailboxService::start() {
-  std::string error;
-  {
-    std::lock_guard<std::mutex> lock(declarations_mutex_);
-    queryable_ = session_.declare_queryable(
-        options_.prefix + "/**", false, [this](zenoh::Query&& q) { on_query(std::move(q)); }, &error);
-    if (!queryable_) return Status::error(ErrorCode::kInternal, "cannot declare queryable: " + error);
-    admin_queryable_ = session_.declare_queryable(
-        admin_key() + "/*", true, [this](zenoh::Query&& q) { on_admin_query(std::move(q)); }, &error);
-    if (!admin_queryable_) return Status::error(ErrorCode::kInternal, "cannot declare queryable: " + error);
-    subscriber_ = session_.declare_subscriber(
-        options_.prefix + "/*", [this](const zenoh::Sample& s) { on_publication(s); }, &error);
-    if (!subscriber_) return Status::error(ErrorCode::kInternal, "cannot declare subscriber: " + error);
-    leader_watch_ = session_.declare_liveliness_subscriber(
-        leader_token_prefix() + "*", [this](std::string_view key, bool alive) { note_leader_token(key, alive); },
-        &error);
-    if (!leader_watch_) return Status::error(ErrorCode::kInternal, "cannot watch leaders: " + error);
-  }
-  update_declarations();
-  role_watcher_ = std::thread([this] { watch_role(); });
-  return Status::ok();
-}
-
-void MailboxService::note_leader_token(std::string_view key, bool alive) {
-  const std::string prefix = leader_token_prefix();
-  if (key.size() <= prefix.size()) return;
-  const uint64_t id = std::strtoull(std::string(key.substr(prefix.size())).c_str(), nullptr, 10);
-  std::lock_guard<std::mutex> lock(leaders_mutex_);
-  auto pos = std::find(live_leader_tokens_.begin(), live_leader_tokens_.end(), id);
-  if (alive && pos == live_leader_tokens_.end()) live_leader_tokens_.push_back(id);
-  if (!alive && pos != live_leader_tokens_.end()) live_leader_tokens_.erase(pos);
-}
-
-// A router that connects after a token was declared may never pass it to the
-// liveliness subscriber, and a router whose link to the leader just came back
-// routes queries there before the token reaches the subscriber: when in
-// doubt, ask the network, both which leader tokens live and (through the
-// same routes as queries take) which node says it leads.
-void MailboxService::resync_leader_tokens() {
-  constexpr uint64_t kResyncTimeoutMs = 500;
-  struct Resync {
-    int64_t started_ms = 0;
-    std::atomic<int> pending{2};
-    std::atomic<bool> found_leader{false};
-  };
-  auto resync = std::make_shared<Resync>();
-  resync->started_ms = steady_now_ms();
-  token_resyncs_in_flight_.fetch_add(1);
-  auto finish_one = [this, resync] {
-    if (resync->pending.fetch_sub(1) != 1) return;
-    {
-      std::lock_guard<std::mutex> lock(resync_mutex_);
-      if (resync->started_ms > completed_resync_started_ms_) {
-        completed_resync_started_ms_ = resync->started_ms;
-        completed_resync_found_leader_ = resync->found_leader.load();
-      }
-    }
-    token_resyncs_in_flight_.fetch_sub(1);
-  };
-  session_.liveliness_get(
-      leader_token_prefix() + "*", kResyncTimeoutMs,
-      [this](const zenoh::Reply& r) {
-        if (r.ok) note_leader_token(r.key, true);
-      },
-      finish_one);  // on failure the done callback has already run
-  zenoh::GetOptions options;
-  options.timeout_ms = kResyncTimeoutMs;
-  options.target = zenoh::QueryTarget::kAll;
-  options.consolidation = zenoh::Consolidation::kNone;
-  const std::string self = "{\"id\":" + std::to_string(options_.node_id) + ",";
-  session_.get(
-      options_.prefix + "/@cluster/node/*/status", options,
-      [resync, self](const zenoh::Reply& r) {
-        if (r.ok && r.payload.find("\"state\":\"leader\"") != std::string_view::npos &&
-            r.payload.substr(0, self.size()) != self) {
-          resync->found_leader.store(true);
-        }
-      },
-      finish_one);
-}
-
-void MailboxService::watch_role() {
-  pthread_setname_np(pthread_self(), "mbx-roles");
-  constexpr auto kRoleCheckInterval = std::chrono::milliseconds(20);
-  std::unique_lock<std::mutex> wait_lock(watcher_mutex_);
-  while (!watcher_wakeup_.wait_for(wait_lock, kRoleCheckInterval, [this] { return watcher_stop_; })) {
-    update_declarations();
-    settle_undecided(/*all=*/false);
-    forward_held_publications();
-  }
-}
-
-std::vector<uint64_t> MailboxService::leader_tokens_seen() const {
-  std::lock_guard<std::mutex> lock(leaders_mutex_);
-  return live_leader_tokens_;
-}
-
-bool MailboxService::other_leader_token_seen() const {
-  std::lock_guard<std::mutex> lock(leaders_mutex_);
-  for (uint64_t id : live_leader_tokens_) {
-    if (id != options_.node_id) return true;
-  }
-  return false;
-}
-
-// The leader token follows leadership; a follower that cannot see its
-// leader's token asks the network again.
-void MailboxService::update_declarations() {
-  const bool leader = node_.is_leader();
-  const bool leader_seen = other_leader_token_seen();
-  constexpr int64_t kTokenResyncIntervalMs = 300;
-  const int64_t now_ms = steady_now_ms();
-  // Periodically while no leader is seen, and at once for a query that
-  // arrived after the last resync started (it waits for one).
-  const bool query_waits = newest_undecided_arrival_ms_.load() >= last_token_resync_ms_;
-  if (!leader && !leader_seen && (query_waits || now_ms - last_token_resync_ms_ >= kTokenResyncIntervalMs) &&
-      token_resyncs_in_flight_.load() == 0) {
-    last_token_resync_ms_ = now_ms;
-    resync_leader_tokens();
-  }
-  std::lock_guard<std::mutex> lock(declarations_mutex_);
-  if (!admin_queryable_) return;  // stopped
-  std::string error;
-  if (leader && !leader_token_) {
-    leader_token_ = session_.declare_liveliness_token(leader_token_prefix() + std::to_string(options_.node_id), &error);
-    if (!leader_token_) log_error("cannot declare the leader token: %s", error.c_str());
-    log_info("node %llu leads", static_cast<unsigned long long>(options_.node_id));
-  }
-  if (!leader && leader_token_) {
-    leader_token_.reset();
-    log_info("node %llu no longer leads", static_cast<unsigned long long>(options_.node_id));
-  }
-}
-
-void MailboxService::stop_accepting() {
-  {
-    std::lock_guard<std::mutex> lock(watcher_mutex_);
-    watcher_stop_ = true;
-  }
-  watcher_wakeup_.notify_all();
-  if (role_watcher_.joinable()) role_watcher_.join();
-  while (token_resyncs_in_flight_.load() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  std::lock_guard<std::mutex> lock(declarations_mutex_);
-  // The token goes first: followers must not stay silent for queries this
-  // node no longer receives.
-  leader_token_.reset();
-  queryable_.reset();
-  admin_queryable_.reset();
-  subscriber_.reset();
-  leader_watch_.reset();
-}
-
-// Every node receives every query (see docs/ARCHITECTURE.md); exactly one
-// should answer, and `unavailable` must mean that no node acted. A follower
-// therefore stays silent while it sees any other node's leader token: that
-// node received the query too and answers it (acting, or answering for
-// itself if it no longer leads). Seeing none, it holds the query for a grace
-// period (a just-elected leader's token may be on its way) and answers
-// `unavailable` only if still none shows.
-bool MailboxService::may_act(SharedQuery& query) {
-  if (node_.is_leader()) return true;
-  // A cluster of one waits (boundedly) for itself to win its election.
-  if (node_.leader_id() == 0 && node_.single_voter()) return true;
-  if (other_leader_token_seen()) {
-    finish_without_reply(std::move(query));
-    return false;
-  }
-  std::lock_guard<std::mutex> lock(undecided_mutex_);
-  if (undecided_.size() < limits::kMaxUndecidedQueries) {
-    const int64_t now = steady_now_ms();
-    undecided_.push_back(Undecided{std::move(query), now, now + limits::kLeaderTokenGraceMs});
-    newest_undecided_arrival_ms_.store(now);
-    return false;
-  }
-  // Too many held: say nothing rather than a possibly false `unavailable`
-  // (the client's query times out: an unknown outcome).
-  counters_.rejected_overload.fetch_add(1, std::memory_order_relaxed);
-  finish_without_reply(std::move(query));
-  return false;
-}
-
-std::string MailboxService::unavailable_message(uint64_t leader) const {
-  const std::string node = "node " + std::to_string(options_.node_id);
-  return leader == 0 ? node + " sees no leader: the cluster is electing one or has lost its quorum; retry"
-                     : node + " cannot reach a live leader (node " + std::to_string(leader) + " was); retry";
-}
-
-// Queries held by a follower that saw no leader token: finished silently
-// once one shows or a resync that started after the query arrived found a
-// leader (that leader answered); answered `unavailable` when the grace
-// period is over and such a resync found none (a router whose link to the
-// leader just came back routes queries there before this node hears of the
-// token), or at the latest after kMaxUndecidedHoldMs.
-void MailboxService::settle_undecided(bool all) {
-  const uint64_t leader = node_.leader_id();
-  const bool seen = other_leader_token_seen();
-  const bool leading = node_.is_leader();
-  std::vector<std::pair<Undecided, bool>> settle;  // query, a leader answers it
-  {
-    std::lock_guard<std::mutex> lock(undecided_mutex_);
-    const int64_t now = steady_now_ms();
-    int64_t resynced_since = 0;
-    bool resync_found_leader = false;
-    {
-      std::lock_guard<std::mutex> resync_lock(resync_mutex_);
-      resynced_since = completed_resync_started_ms_;
-      resync_found_leader = completed_resync_found_leader_;
-    }
-    for (size_t i = 0; i < undecided_.size();) {
-      const Undecided& u = undecided_[i];
-      const bool resynced = resynced_since > u.arrival_ms;
-      const bool expired = (u.deadline_ms <= now && resynced) || now - u.arrival_ms >= limits::kMaxUndecidedHoldMs;
-      const bool leader_answers = seen || (resynced && resync_found_leader);
-      if (all || leading || leader_answers || expired) {
-        settle.emplace_back(std::move(undecided_[i]), leader_answers);
-        undecided_[i] = std::move(undecided_.back());
-        undecided_.pop_back();
-      } else {
-        ++i;
-      }
-    }
-  }
-  for (auto& [u, leader_answers] : settle) {
-    if (leading) {
-      // Never handed to this node's Raft, but a previous leader whose token
-      // this node did not see may have acted on it.
-      reply_error(std::move(u.query),
-                  Status::error(ErrorCode::kUnknownOutcome,
-                                "leadership changed while the query waited; it may have been applied: retry with "
-                                "the same rid"));
-    } else if (leader_answers) {
-      finish_without_reply(std::move(u.query));  // the live leader answers it
+// The replies another node gave, to this node's client (reply worker).
+void relay_replies(Exchange& exchange, const ForwardedAnswer& answer) {
+  for (const ForwardedReply& r : answer.replies) {
+    if (r.ok) {
+      exchange.reply(r.key, r.payload, r.encoding, r.attachment);
     } else {
-      reply_error(std::move(u.query), Status::error(ErrorCode::kUnavailable, unavailable_message(leader)));
+      exchange.reply_error(r.payload, r.encoding);
     }
   }
 }
 
-void MailboxService::drain_replies() {
-  settle_undecided(/*all=*/true);
-  worker_.stop();
+Status unavailable_no_leader(uint64_t node_id) {
+  return Status::error(ErrorCode::kUnavailable, "node " + std::to_string(node_id) +
+                                                    " sees no leader: the cluster is electing one or has lost its "
+                                                    "quorum; retry");
 }
 
-bool MailboxService::admit() {
-  if (inflight_.fetch_add(1, std::memory_order_relaxed) >= limits::kMaxInflightRequests) {
-    inflight_.fetch_sub(1, std::memory_order_relaxed);
-    counters_.rejected_overload.fetch_add(1, std::memory_order_relaxed);
-    return false;
-  }
-  return true;
-}
-
-void MailboxService::on_query(zenoh::Query&& raw) {
-  counters_.queries.fetch_add(1, std::memory_order_relaxed);
-  auto query = std::make_shared<zenoh::Query>(std::move(raw));
-  // Only the node that acts answers (one reply per query, bad input
-  // included): decide that first.
-  inflight_.fetch_add(1, std::memory_order_relaxed);
-  if (!may_act(query)) return;
-  release();
-  if (!admit()) {
-    // Not admitted: answer without counting it (bounded by Zenoh's own queues).
-    inflight_.fetch_add(1, std::memory_order_relaxed);
-    reply_error(std::move(query), Status::error(ErrorCode::kUnavailable, "server overloaded; retry later"));
-    return;
-  }
-  Request request;
-  Status s = parse_query(options_.prefix, query->key(), query->parameters(), options_.request_limits, &request);
-  if (!s.is_ok()) return reply_error(std::move(query), std::move(s));
-
-  if (request.op != Operation::kPut && query->payload().has_value() && !query->payload()->empty()) {
-    return reply_error(std::move(query), Status::error(ErrorCode::kInvalidArgument,
-                                                       std::string(operation_name(request.op)) + " takes no payload"));
-  }
-  switch (request.op) {
-    case Operation::kPut:
-      return submit_put(std::move(query), std::move(request));
-    case Operation::kConsume:
-      return submit_consume(std::move(query), std::move(request));
-    case Operation::kPeek: {
-      ReadRequest read{ReadRequest::Kind::kPeek, request.mailbox, request.max_count.value_or(1),
-                       request.wait_ms.value_or(0)};
-      return submit_read(std::move(query), std::move(read), request.max_count.has_value());
-    }
-    case Operation::kStats: {
-      ReadRequest read{ReadRequest::Kind::kStats, request.mailbox, 1, 0};
-      return submit_read(std::move(query), std::move(read), false);
-    }
-    case Operation::kAck:
-    case Operation::kNack:
-      return submit_settle(std::move(query), std::move(request));
-  }
-}
-
-void MailboxService::submit_settle(SharedQuery query, Request&& request) {
-  Command command;
-  if (request.op == Operation::kAck) {
-    command = AckCommand{request.mailbox, *request.message_id, request.rid.value_or("")};
-  } else {
-    command = NackCommand{request.mailbox, *request.message_id, request.rid.value_or("")};
-  }
-  const uint64_t id = *request.message_id;
-  auto done = [this, query = std::move(query), id](CommandResult&& r) mutable {
-    if (!r.status.is_ok()) return reply_error(std::move(query), std::move(r.status));
-    reply_json(std::move(query), put_reply(id));
-  };
-  node_.submit_command(std::move(command), std::move(done));
-}
-
-void MailboxService::submit_put(SharedQuery query, Request&& request) {
-  const auto payload = query->payload();
-  if (!payload || payload->empty()) {
-    return reply_error(std::move(query),
-                       Status::error(ErrorCode::kInvalidArgument, "put needs a payload: the message to store"));
-  }
-  if (payload->size() > options_.max_payload_bytes) {
-    return reply_error(std::move(query),
-                       Status::error(ErrorCode::kTooLarge, "payload is " + std::to_string(payload->size()) +
-                                                               " bytes; the limit is " +
-                                                               std::to_string(options_.max_payload_bytes)));
-  }
-  const auto encoding = query->encoding();
-  if (encoding && encoding->size() > limits::kMaxEncodingBytes) {
-    return reply_error(std::move(query), Status::error(ErrorCode::kInvalidArgument, "encoding is too long"));
-  }
-  PutCommand put;
-  put.mailbox = std::move(request.mailbox);
-  put.encoding = std::string(encoding && !encoding->empty() ? *encoding : kDefaultEncoding);
-  put.payload = std::string(*payload);
-  put.ttl_ms = request.ttl_ms.value_or(options_.default_ttl_ms);
-  put.rid = request.rid.value_or("");
-  auto done = [this, query = std::move(query)](CommandResult&& r) mutable {
-    if (!r.status.is_ok()) return reply_error(std::move(query), std::move(r.status));
-    reply_json(std::move(query), put_reply(r.put_id));
-  };
-  node_.submit_command(std::move(put), std::move(done));
-}
-
-void MailboxService::submit_consume(SharedQuery query, Request&& request) {
-  const bool batch_shape = request.max_count.has_value();
-  ConsumeCommand consume{request.mailbox, request.max_count.value_or(1), request.lease_ms.value_or(0),
-                         request.rid.value_or("")};
-  auto done = [this, query = std::move(query), batch_shape, mailbox = request.mailbox](CommandResult&& r) mutable {
-    if (!r.status.is_ok()) return reply_error(std::move(query), std::move(r.status));
-    reply_messages(std::move(query), std::move(mailbox), std::move(r.messages), batch_shape);
-  };
-  node_.submit_command(std::move(consume), std::move(done), request.wait_ms.value_or(0));
-}
-
-void MailboxService::submit_read(SharedQuery query, ReadRequest&& read, bool batch_shape) {
-  const ReadRequest::Kind kind = read.kind;
-  std::string mailbox = read.mailbox;
-  auto done = [this, query = std::move(query), kind, batch_shape, mailbox](ReadResult&& r) mutable {
-    if (!r.status.is_ok()) return reply_error(std::move(query), std::move(r.status));
-    if (kind == ReadRequest::Kind::kStats) return reply_json(std::move(query), stats_reply(mailbox, r.stats));
-    reply_messages(std::move(query), std::move(mailbox), std::move(r.messages), batch_shape);
-  };
-  node_.submit_read(std::move(read), std::move(done));
-}
-
-void MailboxService::reply_error(SharedQuery query, Status status) {
-  worker_.push([this, query = std::move(query), status = std::move(status)]() mutable {
-    // `unavailable` claims that no node acted. A node that just lost its
-    // leadership while another node's leader token is visible cannot claim
-    // that: the other leader received this query too and answers it.
-    const bool someone_else_answers = status.code == ErrorCode::kUnavailable && !node_.is_leader() &&
-                                      query->key().rfind(options_.prefix + "/@", 0) != 0 &&
-                                      other_leader_token_seen();
-    if (!someone_else_answers) query->reply_error(error_reply(status), kJsonEncoding);
-    query.reset();  // finishes the query here, on the worker
-    release();
-  });
-}
-
-void MailboxService::reply_json(SharedQuery query, std::string json) {
-  worker_.push([this, query = std::move(query), json = std::move(json)]() mutable {
-    query->reply(query->key(), json, kJsonEncoding, std::nullopt);
-    query.reset();
-    release();
-  });
-}
-
-void MailboxService::finish_without_reply(SharedQuery query) {
-  worker_.push([this, query = std::move(query)]() mutable {
-    query.reset();
-    release();
-  });
-}
-
-void MailboxService::reply_messages(SharedQuery query, std::string mailbox, std::vector<DeliveredMessage> messages,
-                                    bool batch_shape) {
-  worker_.push([this, query = std::move(query), mailbox = std::move(mailbox), messages = std::move(messages),
-                batch_shape]() mutable {
-    // A repeat (rid) of a batch may come without n=: never drop messages.
-    if (batch_shape || messages.size() > 1) {
-      std::string payload;
-      std::string attachment;
-      batch_reply(mailbox, messages, &payload, &attachment);
-      query->reply(query->key(), payload, kBatchEncoding, attachment);
-    } else {
-      const DeliveredMessage& m = messages.front();
-      query->reply(query->key(), m.body->payload, m.body->encoding, message_attachment(m));
-    }
-    query.reset();
-    release();
-  });
-}
-
-void MailboxService::on_publication(const zenoh::Sample& sample) {
-  counters_.publications.fetch_add(1, std::memory_order_relaxed);
-  std::string mailbox;
-  Status s = parse_publication_key(options_.prefix, sample.key, &mailbox);
-  const bool leads = node_.is_leader() || (node_.leader_id() == 0 && node_.single_voter());
-  const bool valid = s.is_ok() && !sample.payload.empty() && sample.payload.size() <= options_.max_payload_bytes &&
-                     sample.encoding.size() <= limits::kMaxEncodingBytes;
-  const uint64_t id = sample.timestamp ? publication_id(*sample.timestamp) : 0;
-  if (!leads) {
-    // The leader received it too and stores it, if this node's router
-    // reaches it: a visible leader token says so. If none is visible (this
-    // node just started, or leadership is changing), hold it and forward it
-    // once a leader shows (forward_held_publications); the publication id
-    // makes the leader store it once even if the original reached it too.
-    // Without a timestamp there is no id: forwarding could store it twice.
-    if (!valid || other_leader_token_seen()) return;
-    if (id == 0) {
-      counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    std::lock_guard<std::mutex> lock(held_mutex_);
-    const size_t bytes = sample.payload.size() + sample.encoding.size() + mailbox.size();
-    if (held_publications_.size() >= limits::kMaxHeldPublications ||
-        held_publication_bytes_ + bytes > limits::kMaxHeldPublicationBytes) {
-      counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    held_publication_bytes_ += bytes;
-    held_publications_.push_back(HeldPublication{std::move(mailbox), std::string(sample.encoding),
-                                                 std::string(sample.payload), id, steady_now_ms()});
-    return;
-  }
-  if (!valid) {
-    counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
-    log_debug("dropped publication on %.*s", static_cast<int>(sample.key.size()), sample.key.data());
-    return;
-  }
-  store_publication(std::move(mailbox), std::string(sample.encoding), std::string(sample.payload), id,
-                    [this](Status status) {
-                      if (status.is_ok()) return;
-                      counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
-                      log_warn("publication not stored: %s", status.message.c_str());
-                    });
-}
-
-// Proposes a publication on this node (the leader); `done` runs once, on the
-// Raft loop thread or here, with the outcome.
-void MailboxService::store_publication(std::string mailbox, std::string encoding, std::string payload,
-                                       uint64_t publication_id, std::function<void(Status)> done) {
-  if (!admit()) return done(Status::error(ErrorCode::kUnavailable, "server overloaded"));
-  PutCommand put;
-  put.mailbox = std::move(mailbox);
-  put.encoding = encoding.empty() ? std::string(kDefaultEncoding) : std::move(encoding);
-  put.payload = std::move(payload);
-  put.ttl_ms = options_.default_ttl_ms;
-  put.publication_id = publication_id;
-  node_.submit_command(std::move(put), [this, done = std::move(done)](CommandResult&& r) {
-    release();
-    done(std::move(r.status));
-  });
-}
-
-void MailboxService::forward_held_publications() {
-  std::deque<HeldPublication> batch;
-  {
-    std::lock_guard<std::mutex> lock(held_mutex_);
-    if (held_publications_.empty()) return;
-    const int64_t now = steady_now_ms();
-    while (!held_publications_.empty() && now - held_publications_.front().arrival_ms > limits::kMaxPublicationHoldMs) {
-      held_publication_bytes_ -= held_publications_.front().payload.size() +
-                                 held_publications_.front().encoding.size() +
-                                 held_publications_.front().mailbox.size();
-      held_publications_.pop_front();
-      counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
-    }
-    if (!node_.is_leader() && !other_leader_token_seen()) return;  // keep holding
-    batch.swap(held_publications_);
-    held_publication_bytes_ = 0;
-  }
-  const bool leads = node_.is_leader();
-  uint64_t leader = 0;
-  if (!leads) {
-    std::lock_guard<std::mutex> lock(leaders_mutex_);
-    for (uint64_t id : live_leader_tokens_) {
-      if (id != options_.node_id) leader = id;
-    }
-  }
-  for (auto& held : batch) {
-    counters_.publications_forwarded.fetch_add(1, std::memory_order_relaxed);
-    auto done = [this](Status status) {
-      if (status.is_ok()) return;
-      counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
-      log_warn("held publication not stored: %s", status.message.c_str());
-    };
-    if (leads) {
-      store_publication(std::move(held.mailbox), std::move(held.encoding), std::move(held.payload),
-                        held.publication_id, done);
-      continue;
-    }
-    // To the leader's admin key; it proposes the put with the same id.
-    zenoh::GetOptions options;
-    options.timeout_ms = limits::kMaxPublicationHoldMs;
-    options.payload = held.payload;
-    options.encoding = held.encoding;
-    const std::string selector = options_.prefix + "/@cluster/node/" + std::to_string(leader) +
-                                 "/publish?mailbox=" + held.mailbox + ";publication=" +
-                                 std::to_string(held.publication_id);
-    struct Outcome {
-      std::atomic<bool> ok{false};
-    };
-    auto outcome = std::make_shared<Outcome>();
-    session_.get(
-        selector, options, [outcome](const zenoh::Reply& r) { if (r.ok) outcome->ok.store(true); },
-        [outcome, done] {
-          done(outcome->ok.load() ? Status::ok()
-                                  : Status::error(ErrorCode::kUnavailable, "the leader did not store it"));
-        });
-  }
-}
-
-}  // namespace mailbox
-
-namespace mailbox {
-namespace {
-
-std::string status_json(uint64_t node_id, const RaftNodeStatus& s, const ServiceCounters& counters,
-                        const std::vector<uint64_t>& leader_tokens) {
+std::string status_json(uint64_t node_id, const RaftNodeStatus& s, const ServiceCounters& counters) {
   std::string out = "{\"id\":" + std::to_string(node_id);
   out += ",\"state\":";
   append_json_string(out, s.state);
@@ -594,9 +81,10 @@ std::string status_json(uint64_t node_id, const RaftNodeStatus& s, const Service
   out += ",\"publications_forwarded\":" +
          std::to_string(counters.publications_forwarded.load(std::memory_order_relaxed));
   out += ",\"rejected_overload\":" + std::to_string(counters.rejected_overload.load(std::memory_order_relaxed));
-  out += ",\"leader_tokens_seen\":[";
-  for (size_t i = 0; i < leader_tokens.size(); ++i) out += (i ? "," : "") + std::to_string(leader_tokens[i]);
-  out += "]";
+  out += ",\"queries_forwarded\":" + std::to_string(counters.queries_forwarded.load(std::memory_order_relaxed));
+  out += ",\"requests_from_nodes\":" + std::to_string(counters.requests_from_nodes.load(std::memory_order_relaxed));
+  out += ",\"forwards_lost\":" + std::to_string(s.forwards_lost);
+  out += ",\"forwards_pending\":" + std::to_string(s.forwards_pending);
   out += ",\"configuration\":[";
   for (size_t i = 0; i < s.configuration.size(); ++i) {
     if (i) out += ",";
@@ -612,75 +100,659 @@ std::string status_json(uint64_t node_id, const RaftNodeStatus& s, const Service
 
 }  // namespace
 
+MailboxService::MailboxService(ServiceOptions options, zenoh::Session& session, RaftNode& node)
+    : options_(std::move(options)), session_(session), node_(node) {}
+
+MailboxService::~MailboxService() {
+  node_.set_forward_handler(nullptr);
+  stop_accepting();
+  drain_replies();
+}
+
+Status MailboxService::start() {
+  std::string error;
+  {
+    std::lock_guard<std::mutex> lock(declarations_mutex_);
+    // Complete: a client's router that sees several (a router connected to
+    // more than one node: see docs/OPERATIONS.md) sends a default query to
+    // the nearest one only.
+    queryable_ = session_.declare_queryable(
+        options_.prefix + "/**", true, [this](zenoh::Query&& q) { on_query(std::move(q)); }, &error);
+    if (!queryable_) return Status::error(ErrorCode::kInternal, "cannot declare queryable: " + error);
+    admin_queryable_ = session_.declare_queryable(
+        options_.prefix + "/@cluster/node/*/*", true, [this](zenoh::Query&& q) { on_admin_query(std::move(q)); },
+        &error);
+    if (!admin_queryable_) return Status::error(ErrorCode::kInternal, "cannot declare queryable: " + error);
+    subscriber_ = session_.declare_subscriber(
+        options_.prefix + "/*", [this](const zenoh::Sample& s) { on_publication(s); }, &error);
+    if (!subscriber_) return Status::error(ErrorCode::kInternal, "cannot declare subscriber: " + error);
+  }
+  accepting_.store(true);
+  node_.set_forward_handler([this](uint64_t from, std::string request, ForwardResponder respond) {
+    on_forwarded(from, std::move(request), std::move(respond));
+  });
+  role_watcher_ = std::thread([this] { watch_role(); });
+  return Status::ok();
+}
+
+void MailboxService::stop_accepting() {
+  accepting_.store(false);
+  {
+    std::lock_guard<std::mutex> lock(watcher_mutex_);
+    watcher_stop_ = true;
+  }
+  watcher_wakeup_.notify_all();
+  if (role_watcher_.joinable()) role_watcher_.join();
+  {
+    std::lock_guard<std::mutex> lock(declarations_mutex_);
+    queryable_.reset();
+    admin_queryable_.reset();
+    subscriber_.reset();
+  }
+  settle_waiting(/*all=*/true);
+  std::lock_guard<std::mutex> lock(held_mutex_);
+  counters_.publications_dropped.fetch_add(held_publications_.size(), std::memory_order_relaxed);
+  held_publications_.clear();
+  held_publication_bytes_ = 0;
+}
+
+void MailboxService::drain_replies() {
+  settle_waiting(/*all=*/true);
+  forwarded_worker_.stop();  // its tasks may still queue replies
+  worker_.stop();
+}
+
+bool MailboxService::leads() const {
+  // A cluster of one waits (boundedly) for itself to win its election.
+  return node_.is_leader() || (node_.leader_id() == 0 && node_.single_voter());
+}
+
+bool MailboxService::admit() {
+  if (inflight_.fetch_add(1, std::memory_order_relaxed) >= limits::kMaxInflightRequests) {
+    inflight_.fetch_sub(1, std::memory_order_relaxed);
+    counters_.rejected_overload.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+void MailboxService::watch_role() {
+  pthread_setname_np(pthread_self(), "mbx-roles");
+  std::unique_lock<std::mutex> wait_lock(watcher_mutex_);
+  while (!watcher_wakeup_.wait_for(wait_lock, kRoleCheckInterval, [this] { return watcher_stop_; })) {
+    settle_waiting(/*all=*/false);
+    forward_held_publications();
+  }
+}
+
+// ---------------------------------------------------------------- requests
+
+void MailboxService::on_query(zenoh::Query&& raw) {
+  counters_.queries.fetch_add(1, std::memory_order_relaxed);
+  serve_request(std::make_shared<ZenohExchange>(std::move(raw)));
+}
+
+// Admission and validation happen on the node the client reached: bad input
+// is answered there. A valid request is acted on here if this node leads,
+// handed to the leader otherwise.
+void MailboxService::serve_request(SharedExchange exchange) {
+  if (!admit()) {
+    // Not admitted: answer without counting it (bounded by Zenoh's own queues).
+    inflight_.fetch_add(1, std::memory_order_relaxed);
+    return reply_error(std::move(exchange), Status::error(ErrorCode::kUnavailable, "server overloaded; retry later"));
+  }
+  Request request;
+  Status s = parse_query(options_.prefix, exchange->key(), exchange->parameters(), options_.request_limits, &request);
+  if (!s.is_ok()) return reply_error(std::move(exchange), std::move(s));
+  if (request.op != Operation::kPut && exchange->payload().has_value() && !exchange->payload()->empty()) {
+    return reply_error(std::move(exchange), Status::error(ErrorCode::kInvalidArgument,
+                                                          std::string(operation_name(request.op)) +
+                                                              " takes no payload"));
+  }
+  if (leads()) return act(std::move(exchange), std::move(request));
+  if (auto* forwarded = dynamic_cast<ForwardedExchange*>(exchange.get())) {
+    // Handed here by a node that thought this one leads: it goes on.
+    forwarded->answer_not_leader(node_.leader_id());
+    worker_.push([this, exchange = std::move(exchange)]() mutable {
+      exchange.reset();
+      release();
+    });
+    return;
+  }
+  forward_request(std::move(exchange), 0, 0, 0);
+}
+
+void MailboxService::act(SharedExchange exchange, Request&& request) {
+  switch (request.op) {
+    case Operation::kPut:
+      return submit_put(std::move(exchange), std::move(request));
+    case Operation::kConsume:
+      return submit_consume(std::move(exchange), std::move(request));
+    case Operation::kPeek: {
+      ReadRequest read{ReadRequest::Kind::kPeek, request.mailbox, request.max_count.value_or(1),
+                       request.wait_ms.value_or(0)};
+      return submit_read(std::move(exchange), std::move(read), request.max_count.has_value());
+    }
+    case Operation::kStats: {
+      ReadRequest read{ReadRequest::Kind::kStats, request.mailbox, 1, 0};
+      return submit_read(std::move(exchange), std::move(read), false);
+    }
+    case Operation::kAck:
+    case Operation::kNack:
+      return submit_settle(std::move(exchange), std::move(request));
+  }
+}
+
+// To the leader (the one a node that no longer leads named, else the one
+// this node knows), or onto the waiting list until one is known (the role
+// watcher tries again every kRoleCheckInterval), not before `not_before_ms`.
+void MailboxService::forward_request(SharedExchange exchange, int hops, uint64_t leader_hint,
+                                     int64_t not_before_ms) {
+  const uint64_t leader = leader_hint != 0 && leader_hint != options_.node_id ? leader_hint : node_.leader_id();
+  if (leader == 0 || leader == options_.node_id || not_before_ms > steady_now_ms()) {
+    std::lock_guard<std::mutex> lock(waiting_mutex_);
+    if (waiting_.size() < limits::kMaxWaitingForLeader) {
+      waiting_.push_back(Waiting{std::move(exchange), hops, steady_now_ms() + limits::kMaxLeaderWaitMs, not_before_ms});
+      return;
+    }
+    counters_.rejected_overload.fetch_add(1, std::memory_order_relaxed);
+    return reply_error(std::move(exchange), unavailable_no_leader(options_.node_id));
+  }
+  if (hops == 0) counters_.queries_forwarded.fetch_add(1, std::memory_order_relaxed);
+  // A long-poll waits on the leader: its wait counts in the time allowed.
+  int64_t wait_ms = 0;
+  Request parsed;
+  if (parse_query(options_.prefix, exchange->key(), exchange->parameters(), options_.request_limits, &parsed)
+          .is_ok()) {
+    wait_ms = parsed.wait_ms.value_or(0);
+  }
+  std::string body = encode_forwarded_request(forwarded_from(ForwardedRequest::Kind::kQuery, *exchange));
+  node_.forward(leader, std::move(body), limits::kForwardTimeoutMs + wait_ms,
+                [this, exchange = std::move(exchange), hops](Status status, std::string answer) mutable {
+                  // On the loop thread: the reply worker relays it.
+                  worker_.push([this, exchange = std::move(exchange), hops, status = std::move(status),
+                                answer = std::move(answer)]() mutable {
+                    relay_answer(std::move(exchange), std::move(status), answer, hops);
+                  });
+                });
+}
+
+// On the reply worker: the leader's replies to the client, or, from a node
+// that no longer leads, on to the leader it names.
+void MailboxService::relay_answer(SharedExchange exchange, Status status, const std::string& answer, int hops) {
+  if (!status.is_ok()) {
+    exchange->reply_error(error_reply(status), kJsonEncoding);
+    exchange.reset();
+    return release();
+  }
+  ForwardedAnswer decoded;
+  if (!decode_forwarded_answer(answer, &decoded)) {
+    log_error("the leader's answer to a forwarded request does not decode");
+    exchange->reply_error(error_reply(Status::error(ErrorCode::kUnknownOutcome,
+                                                    "the leader's answer was unreadable; the request may have "
+                                                    "been applied: retry with the same rid")),
+                          kJsonEncoding);
+    exchange.reset();
+    return release();
+  }
+  if (decoded.not_leader) {
+    if (hops + 1 < limits::kMaxForwardHops && accepting_.load()) {
+      // On to the leader it names; naming none, it is as lost as this node
+      // may be: wait a little for the view to change.
+      return forward_request(std::move(exchange), hops + 1, decoded.leader_hint,
+                             decoded.leader_hint == 0 ? steady_now_ms() + limits::kForwardRetryBackoffMs : 0);
+    }
+    exchange->reply_error(error_reply(unavailable_no_leader(options_.node_id)), kJsonEncoding);
+    exchange.reset();
+    return release();
+  }
+  relay_replies(*exchange, decoded);
+  exchange.reset();
+  release();
+}
+
+// Requests that wait for a leader to be known: acted on here once this node
+// leads, handed to the leader once one is known, `unavailable` when their
+// time is up (nothing was done with them).
+void MailboxService::settle_waiting(bool all) {
+  std::vector<Waiting> ready;
+  {
+    std::lock_guard<std::mutex> lock(waiting_mutex_);
+    if (waiting_.empty()) return;
+    const uint64_t leader = node_.leader_id();
+    const bool known = leads() || (leader != 0 && leader != options_.node_id);
+    const int64_t now = steady_now_ms();
+    for (size_t i = 0; i < waiting_.size();) {
+      if (all || (known && waiting_[i].not_before_ms <= now) || waiting_[i].deadline_ms <= now) {
+        ready.push_back(std::move(waiting_[i]));
+        waiting_[i] = std::move(waiting_.back());
+        waiting_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+  }
+  for (auto& w : ready) {
+    if (all || !accepting_.load()) {
+      reply_error(std::move(w.exchange), Status::error(ErrorCode::kUnavailable, "the server is shutting down"));
+    } else if (leads()) {
+      Request request;
+      Status s = parse_query(options_.prefix, w.exchange->key(), w.exchange->parameters(), options_.request_limits,
+                             &request);
+      if (!s.is_ok()) {
+        reply_error(std::move(w.exchange), std::move(s));
+      } else {
+        act(std::move(w.exchange), std::move(request));
+      }
+    } else if (w.deadline_ms <= steady_now_ms() && (node_.leader_id() == 0 || node_.leader_id() == options_.node_id)) {
+      reply_error(std::move(w.exchange), unavailable_no_leader(options_.node_id));
+    } else {
+      forward_request(std::move(w.exchange), w.hops, 0, 0);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- requests from other nodes
+
+// On the Raft loop thread: only hand it over.
+void MailboxService::on_forwarded(uint64_t from, std::string request, ForwardResponder respond) {
+  forwarded_worker_.push([this, from, request = std::move(request), respond = std::move(respond)]() mutable {
+    serve_forwarded(from, std::move(request), std::move(respond));
+  });
+}
+
+void MailboxService::serve_forwarded(uint64_t from, std::string request, ForwardResponder respond) {
+  counters_.requests_from_nodes.fetch_add(1, std::memory_order_relaxed);
+  ForwardedRequest decoded;
+  if (!decode_forwarded_request(request, &decoded)) {
+    log_warn("node %llu forwarded a request that does not decode", static_cast<unsigned long long>(from));
+    ForwardedAnswer answer;
+    answer.replies.push_back(ForwardedReply{
+        false, "", error_reply(Status::error(ErrorCode::kInternal, "a node forwarded a malformed request")),
+        std::string(kJsonEncoding), std::nullopt});
+    respond(encode_forwarded_answer(answer));
+    return;
+  }
+  const ForwardedRequest::Kind kind = decoded.kind;
+  const uint64_t id = decoded.publication_id;
+  auto exchange = std::make_shared<ForwardedExchange>(std::move(decoded), std::move(respond));
+  if (!accepting_.load() || (kind != ForwardedRequest::Kind::kAdmin && !leads())) {
+    exchange->answer_not_leader(accepting_.load() ? node_.leader_id() : 0);
+    return;  // the answer leaves as the exchange ends, here
+  }
+  switch (kind) {
+    case ForwardedRequest::Kind::kQuery:
+      return serve_request(std::move(exchange));
+    case ForwardedRequest::Kind::kAdmin:
+      inflight_.fetch_add(1, std::memory_order_relaxed);  // released by the reply
+      return serve_admin(std::move(exchange), /*forwarded=*/true);
+    case ForwardedRequest::Kind::kPublication: {
+      std::string mailbox;
+      const auto payload = exchange->payload();
+      const auto encoding = exchange->encoding();
+      Status s = parse_publication_key(options_.prefix, exchange->key(), &mailbox);
+      inflight_.fetch_add(1, std::memory_order_relaxed);  // released by the reply
+      if (!s.is_ok() || !payload || payload->empty() || payload->size() > options_.max_payload_bytes ||
+          (encoding && encoding->size() > limits::kMaxEncodingBytes)) {
+        return reply_error(std::move(exchange),
+                           Status::error(ErrorCode::kInvalidArgument, "a malformed forwarded publication"));
+      }
+      std::string body(*payload);
+      std::string enc(encoding ? *encoding : std::string_view());
+      store_publication(std::move(mailbox), std::move(enc), std::move(body), id,
+                        [this, exchange = std::move(exchange)](Status status) mutable {
+                          if (!status.is_ok()) return reply_error(std::move(exchange), std::move(status));
+                          reply_json(std::move(exchange), "{\"ok\":true}");
+                        });
+      return;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- administration
+
 void MailboxService::on_admin_query(zenoh::Query&& raw) {
-  auto query = std::make_shared<zenoh::Query>(std::move(raw));
   inflight_.fetch_add(1, std::memory_order_relaxed);  // released by the reply
-  const std::string_view key = query->key();
-  const std::string base = admin_key() + "/";
-  const std::string_view op = key.size() > base.size() ? key.substr(base.size()) : std::string_view();
-  if (op == "status") return reply_json(std::move(query), status_json(options_.node_id, node_.status(), counters_, leader_tokens_seen()));
+  serve_admin(std::make_shared<ZenohExchange>(std::move(raw)), /*forwarded=*/false);
+}
 
-  if (op == "publish") return on_forwarded_publication(std::move(query));
+// `P/@cluster/node/<id>/<op>`: served here when <id> is this node, handed to
+// node <id> otherwise; `P/@cluster/node/*/status` is every node's status.
+void MailboxService::serve_admin(SharedExchange exchange, bool forwarded) {
+  const std::string base = options_.prefix + "/@cluster/node/";
+  const std::string_view key = exchange->key();
+  const std::string_view rest = key.size() > base.size() ? key.substr(base.size()) : std::string_view();
+  const size_t slash = rest.find('/');
+  const std::string_view target = rest.substr(0, slash);
+  const std::string_view op = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+  const std::string self = std::to_string(options_.node_id);
+  if (target == self) return serve_admin_here(std::move(exchange), op);
+  if (forwarded) {
+    return reply_error(std::move(exchange), Status::error(ErrorCode::kInvalidArgument,
+                                                          "node " + self + " is not node " + std::string(target)));
+  }
+  if (target == "*") {
+    if (op != "status") {
+      return reply_error(std::move(exchange),
+                         Status::error(ErrorCode::kInvalidArgument,
+                                       "name one node: " + base + "<id>/" + std::string(op)));
+    }
+    // Every node's status, each under its own key: this node's, then the
+    // others' as they answer (one that does not is left out).
+    for (const RaftServerInfo& server : node_.status().configuration) {
+      if (server.id == options_.node_id) continue;
+      forward_admin(exchange, server.id);
+    }
+    reply_json_as(std::move(exchange), base + self + "/status",
+                  status_json(options_.node_id, node_.status(), counters_));
+    return;
+  }
+  char* end = nullptr;
+  const std::string target_text(target);
+  const uint64_t id = std::strtoull(target_text.c_str(), &end, 10);
+  if (target_text.empty() || *end != '\0' || id == 0) {
+    return reply_error(std::move(exchange), Status::error(ErrorCode::kInvalidArgument,
+                                                          "use " + base + "<id>/<op> or " + base + "*/status"));
+  }
+  forward_admin(std::move(exchange), id);
+  release();  // the exchange is counted by the relay no more: it ends when its last holder does
+}
 
+// Hands an administration request to node `id`; its replies reach the
+// client as they come (the exchange ends when its last holder lets go).
+void MailboxService::forward_admin(SharedExchange exchange, uint64_t id) {
+  ForwardedRequest request = forwarded_from(ForwardedRequest::Kind::kAdmin, *exchange);
+  const std::string base = options_.prefix + "/@cluster/node/";
+  const std::string_view key = exchange->key();
+  const size_t op_at = key.find('/', base.size());
+  request.key = base + std::to_string(id) + (op_at == std::string_view::npos ? "" : std::string(key.substr(op_at)));
+  node_.forward(id, encode_forwarded_request(request), limits::kAdminForwardTimeoutMs,
+                [this, exchange = std::move(exchange), id](Status status, std::string answer) mutable {
+                  worker_.push([exchange = std::move(exchange), id, status = std::move(status),
+                                answer = std::move(answer)]() mutable {
+                    ForwardedAnswer decoded;
+                    if (!status.is_ok()) {
+                      exchange->reply_error(error_reply(Status::error(
+                                                status.code, "node " + std::to_string(id) + ": " + status.message)),
+                                            kJsonEncoding);
+                    } else if (decode_forwarded_answer(answer, &decoded)) {
+                      relay_replies(*exchange, decoded);
+                    }
+                    exchange.reset();
+                  });
+                });
+}
+
+void MailboxService::serve_admin_here(SharedExchange exchange, std::string_view op) {
+  if (op == "status") {
+    return reply_json(std::move(exchange), status_json(options_.node_id, node_.status(), counters_));
+  }
   MembershipRequest request;
   if (op == "add") request.op = MembershipRequest::Op::kAdd;
   else if (op == "remove") request.op = MembershipRequest::Op::kRemove;
   else if (op == "transfer") request.op = MembershipRequest::Op::kTransfer;
   else {
-    return reply_error(std::move(query), Status::error(ErrorCode::kInvalidArgument,
-                                                       "unknown cluster operation: use status, add, remove, "
-                                                       "transfer, publish"));
+    return reply_error(std::move(exchange), Status::error(ErrorCode::kInvalidArgument,
+                                                          "unknown cluster operation: use status, add, remove, "
+                                                          "transfer"));
   }
-  const std::string id_text = find_parameter(query->parameters(), "id");
-  request.address = find_parameter(query->parameters(), "address");
+  const std::string id_text = find_parameter(exchange->parameters(), "id");
+  request.address = find_parameter(exchange->parameters(), "address");
   char* end = nullptr;
   request.id = id_text.empty() ? 0 : std::strtoull(id_text.c_str(), &end, 10);
   const bool id_ok = id_text.empty() ? request.op == MembershipRequest::Op::kTransfer : *end == '\0' && request.id > 0;
   if (!id_ok || (request.op == MembershipRequest::Op::kAdd && request.address.empty())) {
-    return reply_error(std::move(query), Status::error(ErrorCode::kInvalidArgument,
+    return reply_error(std::move(exchange), Status::error(ErrorCode::kInvalidArgument,
                                                        "use add?id=<n>;address=<host:port>, remove?id=<n>, "
                                                        "transfer[?id=<n>]"));
   }
-  auto done = [this, query = std::move(query)](Status&& s) mutable {
-    if (!s.is_ok()) return reply_error(std::move(query), std::move(s));
-    reply_json(std::move(query), "{\"ok\":true}");
+  auto done = [this, exchange = std::move(exchange)](Status&& s) mutable {
+    if (!s.is_ok()) return reply_error(std::move(exchange), std::move(s));
+    reply_json(std::move(exchange), "{\"ok\":true}");
   };
   node_.submit_membership(std::move(request), std::move(done));
 }
 
-}  // namespace mailbox
+void MailboxService::submit_settle(SharedExchange exchange, Request&& request) {
+  Command command;
+  if (request.op == Operation::kAck) {
+    command = AckCommand{request.mailbox, *request.message_id, request.rid.value_or("")};
+  } else {
+    command = NackCommand{request.mailbox, *request.message_id, request.rid.value_or("")};
+  }
+  const uint64_t id = *request.message_id;
+  auto done = [this, exchange = std::move(exchange), id](CommandResult&& r) mutable {
+    if (!r.status.is_ok()) return reply_error(std::move(exchange), std::move(r.status));
+    reply_json(std::move(exchange), put_reply(id));
+  };
+  node_.submit_command(std::move(command), std::move(done));
+}
 
-namespace mailbox {
+void MailboxService::submit_put(SharedExchange exchange, Request&& request) {
+  const auto payload = exchange->payload();
+  if (!payload || payload->empty()) {
+    return reply_error(std::move(exchange),
+                       Status::error(ErrorCode::kInvalidArgument, "put needs a payload: the message to store"));
+  }
+  if (payload->size() > options_.max_payload_bytes) {
+    return reply_error(std::move(exchange),
+                       Status::error(ErrorCode::kTooLarge, "payload is " + std::to_string(payload->size()) +
+                                                               " bytes; the limit is " +
+                                                               std::to_string(options_.max_payload_bytes)));
+  }
+  const auto encoding = exchange->encoding();
+  if (encoding && encoding->size() > limits::kMaxEncodingBytes) {
+    return reply_error(std::move(exchange), Status::error(ErrorCode::kInvalidArgument, "encoding is too long"));
+  }
+  PutCommand put;
+  put.mailbox = std::move(request.mailbox);
+  put.encoding = std::string(encoding && !encoding->empty() ? *encoding : kDefaultEncoding);
+  put.payload = std::string(*payload);
+  put.ttl_ms = request.ttl_ms.value_or(options_.default_ttl_ms);
+  put.rid = request.rid.value_or("");
+  auto done = [this, exchange = std::move(exchange)](CommandResult&& r) mutable {
+    if (!r.status.is_ok()) return reply_error(std::move(exchange), std::move(r.status));
+    reply_json(std::move(exchange), put_reply(r.put_id));
+  };
+  node_.submit_command(std::move(put), std::move(done));
+}
 
-// `P/@cluster/node/<id>/publish?mailbox=<box>;publication=<id>` with the
-// payload and encoding: a publication a follower held (it saw no leader
-// token when it arrived), stored here once, by its publication id.
-void MailboxService::on_forwarded_publication(SharedQuery query) {
+void MailboxService::submit_consume(SharedExchange exchange, Request&& request) {
+  const bool batch_shape = request.max_count.has_value();
+  ConsumeCommand consume{request.mailbox, request.max_count.value_or(1), request.lease_ms.value_or(0),
+                         request.rid.value_or("")};
+  auto done = [this, exchange = std::move(exchange), batch_shape, mailbox = request.mailbox](CommandResult&& r) mutable {
+    if (!r.status.is_ok()) return reply_error(std::move(exchange), std::move(r.status));
+    reply_messages(std::move(exchange), std::move(mailbox), std::move(r.messages), batch_shape);
+  };
+  node_.submit_command(std::move(consume), std::move(done), request.wait_ms.value_or(0));
+}
+
+void MailboxService::submit_read(SharedExchange exchange, ReadRequest&& read, bool batch_shape) {
+  const ReadRequest::Kind kind = read.kind;
+  std::string mailbox = read.mailbox;
+  auto done = [this, exchange = std::move(exchange), kind, batch_shape, mailbox](ReadResult&& r) mutable {
+    if (!r.status.is_ok()) return reply_error(std::move(exchange), std::move(r.status));
+    if (kind == ReadRequest::Kind::kStats) return reply_json(std::move(exchange), stats_reply(mailbox, r.stats));
+    reply_messages(std::move(exchange), std::move(mailbox), std::move(r.messages), batch_shape);
+  };
+  node_.submit_read(std::move(read), std::move(done));
+}
+
+void MailboxService::reply_error(SharedExchange exchange, Status status) {
+  worker_.push([this, exchange = std::move(exchange), status = std::move(status)]() mutable {
+    exchange->reply_error(error_reply(status), kJsonEncoding);
+    exchange.reset();  // finishes it here, on the worker
+    release();
+  });
+}
+
+void MailboxService::reply_json(SharedExchange exchange, std::string json) {
+  worker_.push([this, exchange = std::move(exchange), json = std::move(json)]() mutable {
+    exchange->reply(exchange->key(), json, kJsonEncoding, std::nullopt);
+    exchange.reset();
+    release();
+  });
+}
+
+void MailboxService::reply_json_as(SharedExchange exchange, std::string key, std::string json) {
+  worker_.push([this, exchange = std::move(exchange), key = std::move(key), json = std::move(json)]() mutable {
+    exchange->reply(key, json, kJsonEncoding, std::nullopt);
+    exchange.reset();
+    release();
+  });
+}
+
+void MailboxService::reply_messages(SharedExchange exchange, std::string mailbox, std::vector<DeliveredMessage> messages,
+                                    bool batch_shape) {
+  worker_.push([this, exchange = std::move(exchange), mailbox = std::move(mailbox), messages = std::move(messages),
+                batch_shape]() mutable {
+    // A repeat (rid) of a batch may come without n=: never drop messages.
+    if (batch_shape || messages.size() > 1) {
+      std::string payload;
+      std::string attachment;
+      batch_reply(mailbox, messages, &payload, &attachment);
+      exchange->reply(exchange->key(), payload, kBatchEncoding, attachment);
+    } else {
+      const DeliveredMessage& m = messages.front();
+      exchange->reply(exchange->key(), m.body->payload, m.body->encoding, message_attachment(m));
+    }
+    exchange.reset();
+    release();
+  });
+}
+
+// ---------------------------------------------------------------- publications
+
+// A publication reaches only the node its publisher is connected to: the
+// leader stores it; another node hands it to the leader, or holds it while
+// no leader is known. The publication id (from its Zenoh timestamp) makes a
+// retried hand-over store it once.
+void MailboxService::on_publication(const zenoh::Sample& sample) {
+  counters_.publications.fetch_add(1, std::memory_order_relaxed);
   std::string mailbox;
-  const std::string box = find_parameter(query->parameters(), "mailbox");
-  const std::string id_text = find_parameter(query->parameters(), "publication");
-  char* end = nullptr;
-  const uint64_t id = id_text.empty() ? 0 : std::strtoull(id_text.c_str(), &end, 10);
-  const auto payload = query->payload();
-  const auto encoding = query->encoding();
-  Status s = parse_publication_key(options_.prefix, options_.prefix + "/" + box, &mailbox);
-  if (!s.is_ok() || id == 0 || *end != '\0' || !payload || payload->empty() ||
-      payload->size() > options_.max_payload_bytes || (encoding && encoding->size() > limits::kMaxEncodingBytes)) {
-    return reply_error(std::move(query), Status::error(ErrorCode::kInvalidArgument,
-                                                       "use publish?mailbox=<box>;publication=<id> with the payload"));
+  Status s = parse_publication_key(options_.prefix, sample.key, &mailbox);
+  const bool valid = s.is_ok() && !sample.payload.empty() && sample.payload.size() <= options_.max_payload_bytes &&
+                     sample.encoding.size() <= limits::kMaxEncodingBytes;
+  if (!valid) {
+    counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
+    log_debug("dropped publication on %.*s", static_cast<int>(sample.key.size()), sample.key.data());
+    return;
   }
-  if (!node_.is_leader()) {
-    return reply_error(std::move(query), Status::error(ErrorCode::kUnavailable, "this node does not lead"));
+  HeldPublication publication{std::move(mailbox), std::string(sample.encoding), std::string(sample.payload),
+                              owned(sample.attachment), sample.timestamp ? publication_id(*sample.timestamp) : 0,
+                              steady_now_ms()};
+  if (leads()) {
+    return store_publication(std::move(publication.mailbox), std::move(publication.encoding),
+                             std::move(publication.payload), publication.publication_id, [this](Status status) {
+                               if (status.is_ok()) return;
+                               counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
+                               log_warn("publication not stored: %s", status.message.c_str());
+                             });
   }
-  std::string body(*payload);
-  std::string enc(encoding ? *encoding : std::string_view());
-  release();  // store_publication admits it again
-  store_publication(std::move(mailbox), std::move(enc), std::move(body), id,
-                    [this, query = std::move(query)](Status status) mutable {
-                      inflight_.fetch_add(1, std::memory_order_relaxed);  // released by the reply
-                      if (!status.is_ok()) return reply_error(std::move(query), std::move(status));
-                      reply_json(std::move(query), "{\"ok\":true}");
-                    });
+  const uint64_t leader = node_.leader_id();
+  if (leader != 0 && leader != options_.node_id) return forward_publication(std::move(publication), leader);
+  hold_publication(std::move(publication));
+}
+
+void MailboxService::hold_publication(HeldPublication publication) {
+  std::lock_guard<std::mutex> lock(held_mutex_);
+  const size_t bytes = publication.payload.size() + publication.encoding.size() + publication.mailbox.size();
+  if (!accepting_.load() || steady_now_ms() - publication.arrival_ms > limits::kMaxPublicationHoldMs ||
+      held_publications_.size() >= limits::kMaxHeldPublications ||
+      held_publication_bytes_ + bytes > limits::kMaxHeldPublicationBytes) {
+    counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  held_publication_bytes_ += bytes;
+  held_publications_.push_back(std::move(publication));
+}
+
+// Role watcher: hands held publications to the leader (or to this node's
+// Raft when it leads now), drops those held too long.
+void MailboxService::forward_held_publications() {
+  std::deque<HeldPublication> batch;
+  const bool leading = leads();
+  const uint64_t leader = node_.leader_id();
+  {
+    std::lock_guard<std::mutex> lock(held_mutex_);
+    if (held_publications_.empty()) return;
+    const int64_t now = steady_now_ms();
+    while (!held_publications_.empty() && now - held_publications_.front().arrival_ms > limits::kMaxPublicationHoldMs) {
+      held_publication_bytes_ -= held_publications_.front().payload.size() +
+                                 held_publications_.front().encoding.size() +
+                                 held_publications_.front().mailbox.size();
+      held_publications_.pop_front();
+      counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (!leading && (leader == 0 || leader == options_.node_id)) return;  // keep holding
+    batch.swap(held_publications_);
+    held_publication_bytes_ = 0;
+  }
+  for (auto& held : batch) {
+    if (leading) {
+      store_publication(std::move(held.mailbox), std::move(held.encoding), std::move(held.payload),
+                        held.publication_id, [this](Status status) {
+                          if (status.is_ok()) return;
+                          counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
+                          log_warn("held publication not stored: %s", status.message.c_str());
+                        });
+    } else {
+      forward_publication(std::move(held), leader);
+    }
+  }
+}
+
+// The leader's answer decides: stored; refused (dropped, counted); or held
+// again and retried while its hold time lasts: the node did not lead, the
+// leader was out of reach, or the answer was lost (retried only with a
+// publication id, which the leader stores once).
+void MailboxService::forward_publication(HeldPublication publication, uint64_t leader) {
+  counters_.publications_forwarded.fetch_add(1, std::memory_order_relaxed);
+  ForwardedRequest request;
+  request.kind = ForwardedRequest::Kind::kPublication;
+  request.key = options_.prefix + "/" + publication.mailbox;
+  request.payload = publication.payload;
+  request.encoding = publication.encoding;
+  request.attachment = publication.attachment;
+  request.publication_id = publication.publication_id;
+  node_.forward(leader, encode_forwarded_request(request), limits::kForwardTimeoutMs,
+                [this, publication = std::move(publication)](Status status, std::string answer) mutable {
+                  // On the loop thread: decide, hold again at most.
+                  bool again = false;
+                  if (status.is_ok()) {
+                    ForwardedAnswer decoded;
+                    if (decode_forwarded_answer(answer, &decoded) && decoded.not_leader) {
+                      again = true;
+                    } else if (decoded.replies.size() == 1 && decoded.replies.front().ok) {
+                      return;  // stored
+                    }
+                  } else {
+                    again = status.code == ErrorCode::kUnavailable ||
+                            (status.code == ErrorCode::kUnknownOutcome && publication.publication_id != 0);
+                  }
+                  if (again) return hold_publication(std::move(publication));
+                  counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
+                  log_warn("publication not stored by the leader: %s",
+                           status.is_ok() ? "refused" : status.message.c_str());
+                });
+}
+
+// Proposes a publication on this node (the leader); `done` runs once, on the
+// Raft loop thread or here, with the outcome.
+void MailboxService::store_publication(std::string mailbox, std::string encoding, std::string payload,
+                                       uint64_t publication_id, std::function<void(Status)> done) {
+  if (!admit()) return done(Status::error(ErrorCode::kUnavailable, "server overloaded"));
+  PutCommand put;
+  put.mailbox = std::move(mailbox);
+  put.encoding = encoding.empty() ? std::string(kDefaultEncoding) : std::move(encoding);
+  put.payload = std::move(payload);
+  put.ttl_ms = options_.default_ttl_ms;
+  put.publication_id = publication_id;
+  node_.submit_command(std::move(put), [this, done = std::move(done)](CommandResult&& r) {
+    release();
+    done(std::move(r.status));
+  });
 }
 
 }  // namespace mailbox

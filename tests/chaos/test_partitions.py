@@ -42,25 +42,24 @@ def replies_of(session, selector, payload=None):
 
 
 def wait_settled(session, nodes, timeout=20):
-    """Waits until every node answers its status and sees the leader's
-    liveliness token: the routers' mesh has formed (a node starts its router
-    only once Raft has a leader, so the mesh forms after the election)."""
+    """Waits until every node answers its status (through the node the
+    session reached, over the Raft transport) and knows the one leader."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         st = chaos.cluster_statuses(session)
         leaders = [s["id"] for s in st.values() if s["state"] == "leader"]
-        if len(st) == len(nodes) and len(leaders) == 1 and all(leaders[0] in s["leader_tokens_seen"]
-                                                               for s in st.values()):
+        if len(st) == len(nodes) and len(leaders) == 1 and all(s["leader"] == leaders[0] for s in st.values()):
             return leaders[0]
         time.sleep(0.1)
     raise AssertionError(f"the cluster did not settle: {chaos.cluster_statuses(session)}")
 
 
 def test_a_node_cut_off_from_the_leaders_raft_traffic_never_answers_unavailable_for_it(cluster3):
-    """Found by chaos seed 1: packets from the leader to one follower are
+    """Found by chaos seed 1 (when the nodes' routers were meshed and every
+    node received every query): packets from the leader to one follower are
     dropped; that follower, knowing no leader, answered `unavailable` to
-    queries the leader (reachable through the third node's router) acted on:
-    two replies, one of them claiming nothing was applied."""
+    queries the leader acted on: two replies, one of them claiming nothing
+    was applied. A client of the third node must get exactly one answer."""
     net, nodes = cluster3
     status = chaos.open_session([n.endpoint for n in nodes.values()])
     leader = wait_settled(status, nodes)
@@ -74,7 +73,7 @@ def test_a_node_cut_off_from_the_leaders_raft_traffic_never_answers_unavailable_
         for k in range(40):
             got = replies_of(client, f"{chaos.PREFIX}/regress/put?rid=r{k}", payload=f"v{k}".encode())
             kinds = {kind if kind == "ok" else code for kind, code in got}
-            if "ok" in kinds and "unavailable" in kinds:
+            if ("ok" in kinds and "unavailable" in kinds) or len(got) != 1:
                 contradictions.append(got)
             time.sleep(0.05)
         assert not contradictions, f"acted on and answered unavailable: {contradictions[:3]}"

@@ -229,9 +229,9 @@ class Cluster:
         else:
             for j in self.voters:
                 args += ["--peer", f"{j}=127.0.0.1:{self.nodes[j].raft_port}"]
-        for j, other in self.nodes.items():
-            if j != i:
-                args += ["--connect", other.endpoint]
+        # The nodes' Zenoh routers are not connected to each other: a client
+        # reaches the node it connects to, which hands requests to the leader
+        # over the Raft transport (docs/ARCHITECTURE.md).
         return args + self.extra_args
 
     def start_all(self):

@@ -238,7 +238,7 @@ def test_grow_to_five_and_shrink_back_under_load(workdir):
     assert sorted(s["id"] for s in st[leader]["configuration"] if s["role"] == "voter") == [1, 2, 3, 4, 5]
     # The new nodes caught up by installing a snapshot.
     for i in (4, 5):
-        assert "restored snapshot" in c.nodes[i].log_path.read_text(), f"node {i} caught up by snapshot"
+        assert "restored a snapshot" in c.nodes[i].log_path.read_text(), f"node {i} caught up by snapshot"
     new = Client(c.nodes[5].endpoint)
     new.wait_ready()
     assert stats(new, "before")["messages"] == 300
@@ -332,7 +332,7 @@ def test_a_lagging_follower_catches_up_by_entries_not_a_snapshot_install(workdir
         direct.close()
         assert c.nodes[lagging].proc.poll() is None, "the lagging follower died"
         log = c.nodes[lagging].log_path.read_text()
-        assert "restored snapshot" not in log, "caught up by a snapshot install"
+        assert "restored a snapshot" not in log, "caught up by a snapshot install"
         assert stats(writer, "lag")["messages"] == 400
     finally:
         for cl in clients:

@@ -312,7 +312,7 @@ def test_restart_after_snapshots_recovers_everything(workdir):
         c.put_ack("filler", b"f")
     c.close()
     node.kill9()
-    assert list((workdir / "snap").glob("snapshot-*")), "a snapshot was written"
+    assert list((workdir / "snap" / "snapshots").glob("snap-*.snap")), "a snapshot was written"
     node.start()
     c = Client(node.endpoint)
     c.wait_ready()

@@ -521,14 +521,7 @@ void SimNode::compact_log(uint64_t index) {
 void SimNode::write_snapshot(uint64_t ticket, SnapshotJob job) {
   world_.at(world_.now() + disk_latency_ms * 2 + world_.rng().between(0, 20), this,
             [this, ticket, job = std::move(job)] {
-              SnapshotWriter writer(*fs_, snapshot_dir(), job.path, job.path + ".tmp");
-              IoStatus s = writer.begin(job.meta);
-              if (s.is_ok()) s = writer.append(job.configuration);
-              if (s.is_ok()) s = writer.append(job.parts->head);
-              for (const auto& p : job.parts->payloads) {
-                if (s.is_ok() && !p.empty()) s = writer.append(p);
-              }
-              if (s.is_ok()) s = writer.commit();
+              const IoStatus s = write_snapshot_job(*fs_, snapshot_dir(), job);
               driver_->on_snapshot_written(ticket, s);
             });
 }
