@@ -9,7 +9,8 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/mailbox/cargo-target
 PYTHON := .venv/bin/python
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: all deps build run cluster test unit interop chaos chaos-short sim-long header sanitize clean bench
+.PHONY: all deps build run cluster run-secure cluster-secure test unit interop chaos chaos-short sim-long header \
+	sanitize clean bench fuzz fuzz-short fuzz-build
 
 all: build
 
@@ -27,6 +28,23 @@ run: build
 # A 3-node cluster on loopback in the foreground; Ctrl-C stops it.
 cluster: build
 	./scripts/cluster.sh
+
+# The same in secure mode (docs/SECURITY.md): a test CA, node certificates,
+# token keys and a client's settings are made once in SECURE_DATA_DIR;
+# then `source $(SECURE_DATA_DIR)/client.env` and use build/mailbox.
+# SECURE_SCHEME=quic runs them over QUIC instead of TLS over TCP
+# (docs/SECURITY.md, "Known defect in Zenoh's TLS link").
+SECURE_DATA_DIR ?= secure-data
+SECURE_SCHEME ?= tls
+run-secure: build
+	SECURE_SCHEME=$(SECURE_SCHEME) BUILD_DIR=$(BUILD_DIR) ./scripts/secure-setup.sh $(SECURE_DATA_DIR) 1
+	$(BUILD_DIR)/mailboxd --secure-dir $(SECURE_DATA_DIR)/pki/node1 --listen $(SECURE_SCHEME)/127.0.0.1:7447 \
+		--data-dir $(SECURE_DATA_DIR)/node1
+
+cluster-secure: build
+	SECURE_SCHEME=$(SECURE_SCHEME) BUILD_DIR=$(BUILD_DIR) ./scripts/secure-setup.sh $(SECURE_DATA_DIR) 3
+	SECURE_DIR=$(SECURE_DATA_DIR)/pki SECURE_SCHEME=$(SECURE_SCHEME) DATA_DIR=$(SECURE_DATA_DIR)/cluster \
+		BUILD_DIR=$(BUILD_DIR) ./scripts/cluster.sh
 
 unit: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
@@ -48,7 +66,25 @@ chaos: build
 	$(PYTHON) tests/chaos/chaos.py --build-dir $(BUILD_DIR) --nodes 3 --duration $(CHAOS_SECONDS)
 	$(PYTHON) tests/chaos/chaos.py --build-dir $(BUILD_DIR) --nodes 5 --duration $(CHAOS_SECONDS)
 
-test: unit interop chaos-short
+test: unit interop chaos-short fuzz-short
+
+# libFuzzer targets (tests/fuzz: the selector and parameter parser, the
+# attachment parser, the token parser), built by clang with ASan+UBSan in
+# $(FUZZ_BUILD_DIR). `make fuzz` runs each for FUZZ_SECONDS; `make test`
+# runs each for FUZZ_SHORT_SECONDS. Results: docs/RELIABILITY.md.
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 300
+FUZZ_SHORT_SECONDS ?= 5
+fuzz-build: deps
+	@CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DMAILBOX_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD_DIR)
+
+fuzz: fuzz-build
+	./scripts/fuzz.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS)
+
+fuzz-short: fuzz-build
+	./scripts/fuzz.sh $(FUZZ_BUILD_DIR) $(FUZZ_SHORT_SECONDS)
 
 # The deterministic simulation of the replication layer over many more seeds
 # than `make test` (SIM_SEEDS, SIM_SECONDS of simulated time each).
@@ -80,4 +116,4 @@ sanitize: deps
 	ctest --test-dir build-tsan --output-on-failure
 
 clean:
-	rm -rf $(BUILD_DIR) build-asan build-tsan
+	rm -rf $(BUILD_DIR) build-asan build-tsan $(FUZZ_BUILD_DIR)

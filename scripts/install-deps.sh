@@ -14,7 +14,8 @@ if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 debian_packages=(
   build-essential cmake ninja-build pkg-config git
   libuv1-dev libraft-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libcli11-dev libsystemd-dev libxxhash-dev
+  nlohmann-json3-dev libcli11-dev libsystemd-dev libxxhash-dev libssl-dev openssl
+  clang-14 libclang-rt-14-dev
   python3-venv
   iproute2 iputils-ping nftables
 )

@@ -82,8 +82,17 @@ std::unique_ptr<Session> Session::open(const std::string& config_json5, std::str
 }
 
 std::unique_ptr<Session> Session::open_deferred(const std::string& config_json5, std::string* error) {
+  return open_deferred(config_json5, {}, error);
+}
+
+std::unique_ptr<Session> Session::open_deferred(const std::string& base_json5, const ConfigOverrides& overrides,
+                                                std::string* error) {
   char buffer[kErrorBufferBytes] = {0};
-  MbzSession* handle = mbz_session_open_deferred(bytes_of(config_json5), buffer, sizeof buffer);
+  std::vector<MbzConfigEntry> entries;
+  entries.reserve(overrides.size());
+  for (const auto& [key, value] : overrides) entries.push_back(MbzConfigEntry{bytes_of(key), bytes_of(value)});
+  MbzSession* handle = mbz_session_open_deferred(bytes_of(base_json5), entries.data(), entries.size(), buffer,
+                                                 sizeof buffer);
   if (handle == nullptr) {
     if (error) *error = buffer;
     return nullptr;

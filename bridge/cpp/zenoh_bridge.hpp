@@ -23,6 +23,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "mailbox_bridge.h"
 
@@ -92,6 +94,10 @@ struct GetOptions {
   std::optional<std::string_view> attachment;
 };
 
+// Settings laid over a base configuration: (path such as
+// "transport/link/tls/root_ca_certificate", JSON value).
+using ConfigOverrides = std::vector<std::pair<std::string, std::string>>;
+
 using QueryHandler = std::function<void(Query&&)>;
 using SampleHandler = std::function<void(const Sample&)>;
 using ReplyHandler = std::function<void(const Reply&)>;
@@ -110,6 +116,10 @@ class Session {
   // server can declare everything it serves before its first client
   // arrives (SPEC v2, "Readiness").
   static std::unique_ptr<Session> open_deferred(const std::string& config_json5, std::string* error);
+  // The same from `base_json5` (an operator's file) with each override
+  // (Zenoh config path, JSON value) inserted over it, in order.
+  static std::unique_ptr<Session> open_deferred(const std::string& base_json5, const ConfigOverrides& overrides,
+                                                std::string* error);
   // Starts a session from `open_deferred`: listens and connects. False (and
   // `*error`) when it fails or the session was already started.
   bool start(std::string* error);

@@ -115,6 +115,15 @@ typedef struct MbzBytes {
 } MbzBytes;
 
 /**
+ * One setting laid over a base configuration: `key` is a Zenoh config
+ * path (`transport/link/tls/root_ca_certificate`), `value` its JSON5 value.
+ */
+typedef struct MbzConfigEntry {
+  struct MbzBytes key;
+  struct MbzBytes value;
+} MbzConfigEntry;
+
+/**
  * Called for each incoming query; the callee owns `query` and must pass it
  * to `mbz_query_drop` exactly once.
  */
@@ -205,13 +214,18 @@ struct MbzSession *mbz_session_open(struct MbzBytes config_json5,
                                     size_t error_capacity);
 
 /**
- * Opens a session from a JSON5 configuration without starting it: nothing
- * listens and nothing connects until `mbz_session_start`, but declarations
- * can be made (they are announced to every peer and client when it starts).
- * This is how a server declares everything it serves before it accepts its
- * first client. Returns null on failure with the reason in `error`.
+ * Opens a session without starting it: nothing listens and nothing
+ * connects until `mbz_session_start`, but declarations can be made (they
+ * are announced to every peer and client when it starts). This is how a
+ * server declares everything it serves before it accepts its first client.
+ * The configuration is `config_json5` with each of the `override_count`
+ * entries of `overrides` inserted over it, in order (an operator's file
+ * under the server's own settings). Returns null on failure with the
+ * reason in `error`.
  */
 struct MbzSession *mbz_session_open_deferred(struct MbzBytes config_json5,
+                                             const struct MbzConfigEntry *overrides,
+                                             size_t override_count,
                                              char *error,
                                              size_t error_capacity);
 

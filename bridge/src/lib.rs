@@ -305,20 +305,46 @@ pub unsafe extern "C" fn mbz_session_open(
     declared(result, error, error_capacity)
 }
 
-/// Opens a session from a JSON5 configuration without starting it: nothing
-/// listens and nothing connects until `mbz_session_start`, but declarations
-/// can be made (they are announced to every peer and client when it starts).
-/// This is how a server declares everything it serves before it accepts its
-/// first client. Returns null on failure with the reason in `error`.
+/// One setting laid over a base configuration: `key` is a Zenoh config
+/// path (`transport/link/tls/root_ca_certificate`), `value` its JSON5 value.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MbzConfigEntry {
+    pub key: MbzBytes,
+    pub value: MbzBytes,
+}
+
+/// Opens a session without starting it: nothing listens and nothing
+/// connects until `mbz_session_start`, but declarations can be made (they
+/// are announced to every peer and client when it starts). This is how a
+/// server declares everything it serves before it accepts its first client.
+/// The configuration is `config_json5` with each of the `override_count`
+/// entries of `overrides` inserted over it, in order (an operator's file
+/// under the server's own settings). Returns null on failure with the
+/// reason in `error`.
 #[no_mangle]
 pub unsafe extern "C" fn mbz_session_open_deferred(
     config_json5: MbzBytes,
+    overrides: *const MbzConfigEntry,
+    override_count: usize,
     error: *mut c_char,
     error_capacity: usize,
 ) -> *mut MbzSession {
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<*mut MbzSession, String> {
         let text = borrow_str(config_json5)?;
-        let config = Config::from_json5(text).map_err(|e| format!("bad Zenoh config: {e}"))?;
+        let mut config = Config::from_json5(text).map_err(|e| format!("bad Zenoh config: {e}"))?;
+        if override_count > 0 {
+            if overrides.is_null() {
+                return Err("null config overrides".to_string());
+            }
+            for entry in std::slice::from_raw_parts(overrides, override_count) {
+                let key = borrow_str(entry.key)?;
+                let value = borrow_str(entry.value)?;
+                config
+                    .insert_json5(key, value)
+                    .map_err(|e| format!("bad Zenoh config setting {key}: {e}"))?;
+            }
+        }
         let runtime = ZRuntime::Application
             .block_in_place(RuntimeBuilder::new(config).build())
             .map_err(|e| format!("cannot build the Zenoh runtime: {e}"))?;

@@ -118,11 +118,16 @@ static void run_callback_clients(const BenchOptions& o, Totals& totals, Clock::t
     due.emplace_back(&c, new_request);
     queue_cv.notify_all();
   };
+  const std::string attachment = token_attachment(o.token);
   zenoh::GetOptions put_options;
   put_options.timeout_ms = kQueryTimeoutMs;
   put_options.payload = payload;
   zenoh::GetOptions consume_options;
   consume_options.timeout_ms = kQueryTimeoutMs;
+  if (!attachment.empty()) {
+    put_options.attachment = attachment;
+    consume_options.attachment = attachment;
+  }
 
   std::function<void(CallbackClient&, bool)> send;
   auto on_done = [&](CallbackClient& c) {
@@ -242,7 +247,7 @@ int run_bench(const BenchOptions& o, bool json) {
   auto open_sessions = [&](unsigned count) {
     for (unsigned s = 0; s < count; ++s) {
       std::string error;
-      std::shared_ptr<zenoh::Session> session = zenoh::Session::open(client_config(o.connect), &error);
+      std::shared_ptr<zenoh::Session> session = zenoh::Session::open(client_config(o.connect, o.security), &error);
       if (!session) {
         note_error("connect: " + error);
         return;
@@ -259,12 +264,12 @@ int run_bench(const BenchOptions& o, bool json) {
     }
   }
   auto client_for = [&](unsigned index, std::string* error) -> std::unique_ptr<Client> {
-    if (o.sessions == 0) return Client::connect(o.connect, error);
+    if (o.sessions == 0) return Client::connect(o.connect, ClientAccess{o.security, o.token}, error);
     if (sessions.size() < o.sessions) {
       *error = "a shared session did not open";
       return nullptr;
     }
-    return Client::over(sessions[index % sessions.size()]);
+    return Client::over(sessions[index % sessions.size()], o.token);
   };
 
   for (unsigned p = 0; p < o.producers && !o.callback_driver; ++p) {

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "cli/zenoh_config.hpp"
+
 namespace mailbox {
 
 struct BenchOptions {
@@ -41,6 +43,10 @@ struct BenchOptions {
   // No thread per client: each client sends its next request from the
   // completion callback of the previous one (closed loop, acknowledged puts).
   bool callback_driver = false;
+  // A secure service: TLS and credentials of every session, and the token
+  // every request carries (empty: none).
+  ClientSecurity security;
+  std::string token;
 };
 
 // Runs the load and prints the report (human text, or one JSON object).

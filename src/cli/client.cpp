@@ -4,25 +4,37 @@
 #include <condition_variable>
 #include <mutex>
 
+#include <nlohmann/json.hpp>
+
 #include "cli/zenoh_config.hpp"
 
 namespace mailbox {
 
+std::string token_attachment(const std::string& token) {
+  return token.empty() ? std::string() : nlohmann::json({{"token", token}}).dump();
+}
+
 std::unique_ptr<Client> Client::connect(const std::vector<std::string>& endpoints, std::string* error) {
-  auto session = zenoh::Session::open(client_config(endpoints), error);
+  return connect(endpoints, ClientAccess{}, error);
+}
+
+std::unique_ptr<Client> Client::connect(const std::vector<std::string>& endpoints, const ClientAccess& access,
+                                        std::string* error) {
+  auto session = zenoh::Session::open(client_config(endpoints, access.security), error);
   if (!session) return nullptr;
+  return over(std::move(session), access.token);
+}
+
+std::unique_ptr<Client> Client::over(std::shared_ptr<zenoh::Session> session, const std::string& token) {
   auto client = std::unique_ptr<Client>(new Client());
   client->session_ = std::move(session);
+  client->attachment_ = token_attachment(token);
   return client;
 }
 
-std::unique_ptr<Client> Client::over(std::shared_ptr<zenoh::Session> session) {
-  auto client = std::unique_ptr<Client>(new Client());
-  client->session_ = std::move(session);
-  return client;
-}
-
-std::vector<ClientReply> Client::query(const std::string& selector, const zenoh::GetOptions& options) {
+std::vector<ClientReply> Client::query(const std::string& selector, const zenoh::GetOptions& given) {
+  zenoh::GetOptions options = given;
+  if (!options.attachment && !attachment_.empty()) options.attachment = attachment_;
   struct State {
     std::mutex mutex;
     std::condition_variable done_cv;
@@ -60,7 +72,9 @@ std::vector<ClientReply> Client::query(const std::string& selector, const zenoh:
 bool Client::publish(const std::string& key, const std::string& payload, const std::optional<std::string>& encoding) {
   std::optional<std::string_view> enc;
   if (encoding) enc = *encoding;
-  return session_->put(key, payload, enc, std::nullopt);
+  std::optional<std::string_view> attachment;
+  if (!attachment_.empty()) attachment = attachment_;
+  return session_->put(key, payload, enc, attachment);
 }
 
 }  // namespace mailbox

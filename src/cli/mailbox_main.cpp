@@ -1,6 +1,8 @@
 // mailbox: the command-line client. put, get (consume), peek, ack, nack,
 // stats and watch against a mailboxd reachable at --connect (default
-// tcp/127.0.0.1:7447).
+// tcp/127.0.0.1:7447, or tls/127.0.0.1:7447 with --tls-ca); `keys create`
+// and `token create` make the Ed25519 keys and tokens of secure mode
+// (docs/SECURITY.md). Every request carries --token / MAILBOX_TOKEN.
 //
 // Exit codes: 0 ok, 1 the service answered with an error, 2 usage error,
 // 3 the mailbox is empty, 4 no reply (no server reachable, or timeout).
@@ -17,6 +19,13 @@
 #include <thread>
 #include <algorithm>
 
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "auth/signing.hpp"
 #include "cli/bench.hpp"
 #include "cli/client.hpp"
 #include "server/request.hpp"
@@ -31,6 +40,52 @@ constexpr int kExitNoReply = 4;
 // A query waiting server-side needs a longer client timeout than its wait.
 constexpr uint64_t kWaitTimeoutMarginMs = 5000;
 constexpr int kRetryDelayMs = 1000;
+// Longest token lifetime `token create` makes (short-lived tokens are the
+// way to revoke: docs/SECURITY.md).
+constexpr int64_t kMaxTokenTtlS = 366LL * 24 * 60 * 60;
+constexpr int64_t kSecondsPerDay = 24 * 60 * 60;
+
+// `30d`, or any duration of parse_duration_ms, in whole seconds.
+bool parse_ttl_s(const std::string& text, int64_t* out_s) {
+  if (text.size() > 1 && text.back() == 'd') {
+    int64_t days_ms = 0;  // read the number as seconds, then scale
+    if (!mailbox::parse_duration_ms(text.substr(0, text.size() - 1), &days_ms)) return false;
+    const int64_t days = days_ms / 1000;
+    if (days > kMaxTokenTtlS / kSecondsPerDay) return false;
+    *out_s = days * kSecondsPerDay;
+    return *out_s > 0;
+  }
+  int64_t ms = 0;
+  if (!mailbox::parse_duration_ms(text, &ms)) return false;
+  *out_s = ms / 1000;
+  return *out_s > 0;
+}
+
+bool read_file(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::stringstream text;
+  text << in.rdbuf();
+  *out = text.str();
+  return true;
+}
+
+// Writes a new file (never over an existing one) with `mode`.
+bool write_new_file(const std::string& path, const std::string& text, mode_t mode) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) {
+    std::cerr << "mailbox: " << path << " exists; not overwriting it\n";
+    return false;
+  }
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  out.close();
+  if (!out || chmod(path.c_str(), mode) != 0) {
+    std::cerr << "mailbox: cannot write " << path << "\n";
+    return false;
+  }
+  return true;
+}
 
 bool is_utf8(const std::string& s) {
   size_t i = 0;
@@ -161,10 +216,23 @@ int main(int argc, char** argv) {
   std::string prefix = "forge/mailbox";
   uint64_t timeout_ms = 10000;
   bool json = false;
-  app.add_option("--connect", connect, "Zenoh endpoint(s) of a mailboxd")->capture_default_str();
+  app.add_option("--connect", connect, "Zenoh endpoint(s) of a mailboxd")
+      ->capture_default_str()
+      ->envname("MAILBOX_CONNECT");
   app.add_option("--prefix", prefix, "key prefix of the service")->capture_default_str();
   app.add_option("--timeout-ms", timeout_ms, "query timeout (raised to cover --wait)")->capture_default_str();
   app.add_flag("--json", json, "print messages as JSON lines with their metadata");
+  mailbox::ClientAccess access;
+  app.add_option("--token", access.token, "the token every request carries (secure mode)")->envname("MAILBOX_TOKEN");
+  app.add_option("--tls-ca", access.security.ca_file, "CA certificate of a secure service: connect over TLS")
+      ->envname("MAILBOX_TLS_CA");
+  app.add_option("--tls-cert", access.security.certificate_file, "client certificate (certificate authentication)")
+      ->envname("MAILBOX_TLS_CERT");
+  app.add_option("--tls-key", access.security.private_key_file, "client certificate's private key")
+      ->envname("MAILBOX_TLS_KEY");
+  app.add_option("--user", access.security.user, "user name (password authentication)")->envname("MAILBOX_USER");
+  app.add_option("--password", access.security.password, "password (password authentication)")
+      ->envname("MAILBOX_PASSWORD");
 
   std::string box;
   std::optional<std::string> payload_arg;
@@ -251,6 +319,34 @@ int main(int argc, char** argv) {
   bench->add_option("--mailboxes", bench_options.mailboxes, "spread clients over this many mailboxes")
       ->capture_default_str();
 
+  auto* keys = app.add_subcommand("keys", "Ed25519 key pairs that sign tokens");
+  keys->require_subcommand(1);
+  std::string key_id = "k1";
+  std::string key_dir = ".";
+  auto* keys_create = keys->add_subcommand("create", "write <dir>/<kid>.key (private) and <dir>/<kid>.pub");
+  keys_create->add_option("--kid", key_id, "key id (the tokens' kid)")->capture_default_str();
+  keys_create->add_option("--out", key_dir, "directory to write to")->capture_default_str();
+
+  auto* token = app.add_subcommand("token", "tokens that grant operations on mailboxes");
+  token->require_subcommand(1);
+  std::string token_sub, token_mailboxes, token_ops, token_ttl = "1h", token_key, token_kid, token_cluster;
+  auto* token_create = token->add_subcommand("create", "sign a token and print it");
+  token_create->add_option("--sub", token_sub, "who the token is for")->required();
+  token_create->add_option("--mailboxes", token_mailboxes, "mailbox patterns: names, or prefixes ending in *")
+      ->required();
+  token_create->add_option("--ops", token_ops,
+                           "rights: put,consume,peek,stats,ack,purge,redrive,list,admin (comma-separated)")
+      ->required();
+  token_create->add_option("--ttl", token_ttl, "lifetime: 30d, 12h, 15m, ... (at most 366d)")->capture_default_str();
+  token_create->add_option("--key", token_key, "the private key file (from `mailbox keys create`)")->required();
+  token_create->add_option("--kid", token_kid, "key id (default: the key file's name without .key)");
+  int64_t token_expires_at = 0;
+  token_create->add_option("--expires-at", token_expires_at,
+                           "expiry as Unix seconds instead of --ttl (scripted rotation, tests of expired tokens)");
+  token_create->add_option("--cluster", token_cluster, "the cluster's name (secure.toml cluster-name)")
+      ->envname("MAILBOX_CLUSTER")
+      ->required();
+
   auto* watch = app.add_subcommand("watch", "consume messages as they arrive (long-poll loop); Ctrl-C stops");
   watch->add_option("mailbox", box, "mailbox name")->required();
   watch->add_option("--lease", lease, "lease each message for this long");
@@ -258,6 +354,77 @@ int main(int argc, char** argv) {
   watch->add_option("--wait", wait, "long-poll wait per query")->default_str("30s");
   watch->add_option("--limit", watch_limit, "stop after this many messages (0: never)");
   CLI11_PARSE(app, argc, argv);
+
+  if (keys_create->parsed()) {
+    mailbox::auth::KeyPairPem pair;
+    mailbox::Status s = mailbox::auth::generate_ed25519_key_pair(&pair);
+    if (!s.is_ok()) {
+      std::cerr << "mailbox: " << s.message << "\n";
+      return kExitServiceError;
+    }
+    const std::string base = (std::filesystem::path(key_dir) / key_id).string();
+    if (!write_new_file(base + ".key", pair.private_pem, 0600) || !write_new_file(base + ".pub", pair.public_pem, 0644)) {
+      return kExitServiceError;
+    }
+    std::cout << base << ".key (keep it secret: it signs tokens)\n" << base
+              << ".pub (copy it into every node's token-keys/ and send SIGHUP)\n";
+    return kExitOk;
+  }
+  if (token_create->parsed()) {
+    mailbox::auth::TokenRequest request;
+    request.subject = token_sub;
+    request.audience = token_cluster;
+    request.key_id = token_kid;
+    if (request.key_id.empty()) {
+      std::string stem = std::filesystem::path(token_key).filename().string();
+      if (stem.size() > 4 && stem.ends_with(".key")) stem.resize(stem.size() - 4);
+      request.key_id = stem;
+    }
+    std::string bad;
+    if (!mailbox::auth::parse_rights(token_ops, &request.rights, &bad)) {
+      std::cerr << "mailbox: unknown operation '" << bad
+                << "': use put, consume, peek, stats, ack, purge, redrive, list, admin\n";
+      return kExitUsage;
+    }
+    for (size_t pos = 0; pos <= token_mailboxes.size();) {
+      size_t end = token_mailboxes.find(',', pos);
+      if (end == std::string::npos) end = token_mailboxes.size();
+      request.mailbox_patterns.push_back(token_mailboxes.substr(pos, end - pos));
+      pos = end + 1;
+    }
+    int64_t ttl_s = 0;
+    if (!parse_ttl_s(token_ttl, &ttl_s) || ttl_s > kMaxTokenTtlS) {
+      std::cerr << "mailbox: bad --ttl " << token_ttl << ": use 30d, 12h, 15m, ... up to 366d\n";
+      return kExitUsage;
+    }
+    request.issued_at_s =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    request.expires_at_s = request.issued_at_s + ttl_s;
+    if (token_expires_at > 0) {
+      request.expires_at_s = token_expires_at;
+      request.issued_at_s = std::min(request.issued_at_s, token_expires_at - 1);
+    }
+    std::string pem;
+    if (!read_file(token_key, &pem)) {
+      std::cerr << "mailbox: cannot read " << token_key << "\n";
+      return kExitUsage;
+    }
+    std::string jwt;
+    mailbox::Status s = mailbox::auth::create_token(pem, request, &jwt);
+    if (!s.is_ok()) {
+      std::cerr << "mailbox: " << s.message << "\n";
+      return kExitUsage;
+    }
+    std::cout << jwt << "\n";
+    return kExitOk;
+  }
+  if (access.security.enabled() && connect == std::vector<std::string>{"tcp/127.0.0.1:7447"}) {
+    connect = {"tls/127.0.0.1:7447"};
+  }
+  if (access.security.certificate_file.empty() != access.security.private_key_file.empty()) {
+    std::cerr << "mailbox: --tls-cert and --tls-key go together\n";
+    return kExitUsage;
+  }
 
   if (bench->parsed()) {
     int64_t duration_ms = 0;
@@ -268,6 +435,8 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
     bench_options.connect = connect;
+    bench_options.security = access.security;
+    bench_options.token = access.token;
     bench_options.prefix = prefix;
     bench_options.acknowledged = !bench_fire_and_forget;
     bench_options.callback_driver = bench_driver == "callbacks";
@@ -282,7 +451,7 @@ int main(int argc, char** argv) {
 
   if (cluster->parsed()) {
     std::string error;
-    auto client = mailbox::Client::connect(connect, &error);
+    auto client = mailbox::Client::connect(connect, access, &error);
     if (!client) {
       std::cerr << "mailbox: cannot open a Zenoh session: " << error << "\n";
       return kExitNoReply;
@@ -378,7 +547,7 @@ int main(int argc, char** argv) {
   if (watch->parsed() && wait.empty()) wait = "30s";
 
   std::string error;
-  auto client = mailbox::Client::connect(connect, &error);
+  auto client = mailbox::Client::connect(connect, access, &error);
   if (!client) {
     std::cerr << "mailbox: cannot open a Zenoh session: " << error << "\n";
     return kExitNoReply;

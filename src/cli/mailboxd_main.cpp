@@ -4,6 +4,12 @@
 // cluster on tcp/127.0.0.1:7447 with its data in ./mailbox-data. It accepts
 // Zenoh sessions only once it can serve them, and then tells systemd
 // (Type=notify: READY=1; STOPPING=1 on the way out).
+//
+// Open mode (the default) listens on loopback only and says so loudly; a
+// non-loopback address needs --insecure. Secure mode (--secure-dir) listens
+// on TLS only, requires authenticated sessions, applies a generated Zenoh
+// access-control list and checks every request's token (docs/SECURITY.md).
+// SIGHUP reloads the token verification keys without dropping sessions.
 #include <pthread.h>
 #include <signal.h>
 #include <systemd/sd-daemon.h>
@@ -11,10 +17,14 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "bridge/cpp/zenoh_bridge.hpp"
+#include "auth/verifier.hpp"
+#include "cli/secure_config.hpp"
 #include "cli/zenoh_config.hpp"
 #include "core/limits.hpp"
 #include "replication/raft_node.hpp"
@@ -24,20 +34,49 @@
 
 namespace {
 constexpr int kExitUsage = 2;
+constexpr const char* kDefaultClusterName = "mailbox";
 constexpr int kExitStartFailed = 1;
 // While waiting for a leader before accepting clients: how often to look,
 // and how often to say so.
 constexpr int64_t kReadinessPollMs = 10;
 constexpr int64_t kReadinessLogIntervalMs = 5000;
+// Largest --zenoh-config file read.
+constexpr size_t kMaxZenohConfigFileBytes = 1 << 20;
+
+// Token verification keys: where they are read from and who uses them.
+struct TokenKeys {
+  std::string directory;
+  std::shared_ptr<mailbox::auth::TokenVerifier> verifier;
+};
+
+// SIGHUP: reads the keys again (key rotation). A bad directory keeps the
+// keys in use.
+void reload_token_keys(const TokenKeys& keys) {
+  if (!keys.verifier) {
+    log_info("SIGHUP: no token keys to reload (open mode)");
+    return;
+  }
+  std::shared_ptr<mailbox::auth::KeyRing> ring;
+  mailbox::Status s = mailbox::auth::KeyRing::load_directory(keys.directory, &ring);
+  if (!s.is_ok()) {
+    log_error("SIGHUP: keeping the current token keys: %s", s.message.c_str());
+    return;
+  }
+  keys.verifier->replace_keys(ring);
+  log_info("SIGHUP: token keys reloaded: %s", ring->key_ids().c_str());
+}
 
 // Waits until Raft can serve: this node leads, or it knows the leader.
 // False when a stop signal came first (its number in *signal_number).
-bool wait_until_raft_serves(const mailbox::RaftNode& node, const sigset_t& stop_signals, int* signal_number) {
+bool wait_until_raft_serves(const mailbox::RaftNode& node, const sigset_t& signals, const TokenKeys& keys,
+                            int* signal_number) {
   int64_t waited_ms = 0;
   while (!node.is_leader() && node.leader_id() == 0) {
     const timespec poll{0, kReadinessPollMs * 1'000'000};
-    const int sig = sigtimedwait(&stop_signals, nullptr, &poll);
-    if (sig > 0) {
+    const int sig = sigtimedwait(&signals, nullptr, &poll);
+    if (sig == SIGHUP) {
+      reload_token_keys(keys);
+    } else if (sig > 0) {
       *signal_number = sig;
       return false;
     }
@@ -72,12 +111,17 @@ int main(int argc, char** argv) {
   uint64_t snapshot_trailing_bytes = 64ULL << 20;
   uint64_t snapshot_max_log_bytes = 256ULL << 20;
   std::string log_level = "info";
-  std::string cluster_name = "mailbox";
+  std::string cluster_name;  // default kDefaultClusterName, or secure.toml's
   uint64_t log_segment_bytes = 64ULL << 20;
   unsigned max_inflight_entries = 64;
   std::vector<std::string> peers;
   bool join = false;
   bool recover = false;
+  std::string secure_dir;
+  std::string zenoh_config_file;
+  bool insecure = false;
+  std::string token_keys_dir;
+  std::string node_name;
   app.add_option("--listen", listen, "Zenoh endpoints the embedded router listens on")->capture_default_str();
   app.add_option("--connect", connect, "Zenoh endpoints of other routers to connect to");
   app.add_option("--prefix", prefix, "key prefix of the service")->capture_default_str();
@@ -111,8 +155,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
   app.add_option("--cluster-name", cluster_name,
-                 "the cluster's name: a data directory or Raft peer of another cluster is refused")
-      ->capture_default_str();
+                 "the cluster's name (default mailbox; secure mode: secure.toml's): a data directory or Raft peer "
+                 "of another cluster is refused, and tokens must name it as their audience");
   app.add_option("--log-segment-bytes", log_segment_bytes, "size of each Raft log segment file (preallocated)")
       ->capture_default_str();
   app.add_option("--max-inflight-entries", max_inflight_entries,
@@ -125,6 +169,17 @@ int main(int argc, char** argv) {
   app.add_flag("--recover", recover,
                "disaster recovery: force the --peer list as the new configuration into this node's log "
                "(see docs/OPERATIONS.md)");
+  app.add_option("--secure-dir", secure_dir,
+                 "secure mode: TLS only, authenticated sessions, access control and tokens, from DIR "
+                 "(secure.toml, ca.pem, node.pem, node.key, token-keys/; docs/SECURITY.md)");
+  app.add_option("--node-name", node_name, "this node's subject in secure mode (default node-<id>)");
+  app.add_option("--zenoh-config", zenoh_config_file,
+                 "a Zenoh JSON5 configuration file; this program's own settings are laid over it");
+  app.add_flag("--insecure", insecure,
+               "allow listening on non-loopback addresses without secure mode (anyone who reaches the node "
+               "can read and write every mailbox)");
+  app.add_option("--token-keys", token_keys_dir,
+                 "check request tokens with the <kid>.pub keys of DIR (secure mode: DIR/token-keys)");
   app.set_config("--config", "", "read these flags from a TOML/INI file (key = value, peer = [\"1=...\"])");
   CLI11_PARSE(app, argc, argv);
 
@@ -168,13 +223,83 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
 
+  // Open or secure mode.
+  const bool secure = !secure_dir.empty();
+  if (node_name.empty()) node_name = "node-" + std::to_string(node_id);
+  SecureSettings secure_settings;
+  if (secure) {
+    Status s = load_secure_dir(secure_dir, node_name, &secure_settings);
+    if (!s.is_ok()) {
+      std::fprintf(stderr, "mailboxd: %s\n", s.message.c_str());
+      return kExitUsage;
+    }
+    if (token_keys_dir.empty()) token_keys_dir = secure_settings.token_keys_dir;
+    if (cluster_name.empty()) cluster_name = secure_settings.cluster_name;
+    for (const auto& e : listen) {
+      if (e.rfind("tls/", 0) != 0 && e.rfind("quic/", 0) != 0) {
+        std::fprintf(stderr, "mailboxd: secure mode listens on TLS only: use --listen tls/HOST:PORT or quic/HOST:PORT, not %s\n",
+                     e.c_str());
+        return kExitUsage;
+      }
+    }
+    for (const auto& e : connect) {
+      if (e.rfind("tls/", 0) != 0 && e.rfind("quic/", 0) != 0) {
+        std::fprintf(stderr, "mailboxd: secure mode connects over TLS only: use --connect tls/HOST:PORT or quic/HOST:PORT, not %s\n",
+                     e.c_str());
+        return kExitUsage;
+      }
+    }
+  } else if (!insecure) {
+    for (const auto& e : listen) {
+      if (!is_loopback_endpoint(e)) {
+        std::fprintf(stderr,
+                     "mailboxd: refusing to listen on %s without secure mode: anyone who reaches it could read "
+                     "and write every mailbox. Use --secure-dir (docs/SECURITY.md), or --insecure to force it\n",
+                     e.c_str());
+        return kExitUsage;
+      }
+    }
+    if (!is_loopback_address(raft_address)) {
+      std::fprintf(stderr,
+                   "mailboxd: refusing Raft address %s without secure mode; use --insecure to force it\n",
+                   raft_address.c_str());
+      return kExitUsage;
+    }
+  }
+  if (cluster_name.empty()) cluster_name = kDefaultClusterName;
+  TokenKeys token_keys;
+  if (!token_keys_dir.empty()) {
+    std::shared_ptr<auth::KeyRing> ring;
+    Status s = auth::KeyRing::load_directory(token_keys_dir, &ring);
+    if (!s.is_ok()) {
+      std::fprintf(stderr, "mailboxd: %s\n", s.message.c_str());
+      return kExitUsage;
+    }
+    token_keys.directory = token_keys_dir;
+    token_keys.verifier = std::make_shared<auth::TokenVerifier>(cluster_name, ring);
+    service_options.verifier = token_keys.verifier;
+  }
+  std::string zenoh_base = "{}";
+  if (!zenoh_config_file.empty()) {
+    std::ifstream in(zenoh_config_file, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in || text.str().size() > kMaxZenohConfigFileBytes) {
+      std::fprintf(stderr, "mailboxd: cannot read --zenoh-config %s\n", zenoh_config_file.c_str());
+      return kExitUsage;
+    }
+    zenoh_base = text.str();
+  }
+
   // Signals: handled by sigwait on this thread; every thread started from
-  // here on inherits the blocked mask. SIGPIPE is ignored.
+  // here on inherits the blocked mask. SIGPIPE is ignored; SIGHUP reloads
+  // the token keys.
   signal(SIGPIPE, SIG_IGN);
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   zenoh::init_logging("error");
@@ -250,7 +375,9 @@ int main(int argc, char** argv) {
   // the first client that connects is served and its first publication is
   // stored (a follower holds what it cannot yet pass to the leader).
   std::string error;
-  auto session = zenoh::Session::open_deferred(router_config(listen, connect, multicast), &error);
+  auto session = zenoh::Session::open_deferred(
+      zenoh_base, router_overrides(listen, connect, multicast, prefix, secure ? &secure_settings.router : nullptr),
+      &error);
   if (!session) {
     log_error("cannot start the Zenoh router: %s", error.c_str());
     node.stop();
@@ -264,7 +391,7 @@ int main(int argc, char** argv) {
     if (!s.is_ok()) {
       log_error("%s", s.message.c_str());
       exit_code = kExitStartFailed;
-    } else if (!wait_until_raft_serves(node, stop_signals, &signal_number)) {
+    } else if (!wait_until_raft_serves(node, stop_signals, token_keys, &signal_number)) {
       log_info("signal %d before the node could serve: shutting down", signal_number);
     } else if (!session->start(&error)) {
       log_error("cannot start the Zenoh router: %s", error.c_str());
@@ -274,8 +401,21 @@ int main(int argc, char** argv) {
       for (const auto& e : listen) endpoints += (endpoints.empty() ? "" : ",") + e;
       log_info("mailboxd node %llu serving %s/** on %s (raft %s, data %s)", static_cast<unsigned long long>(node_id),
                prefix.c_str(), endpoints.c_str(), raft_address.c_str(), data_dir.c_str());
+      if (secure) {
+        log_info("secure mode: cluster '%s', TLS only, %s authentication, access control on; token keys %s",
+                 cluster_name.c_str(),
+                 secure_settings.router.auth == SessionAuth::kPassword ? "user/password" : "client certificate",
+                 token_keys_dir.c_str());
+        log_warn("secure mode does not protect the Raft transport yet (%s): keep it on a private network",
+                 raft_address.c_str());
+      } else {
+        log_warn("*** OPEN MODE: no TLS, no authentication, no access control: any process that reaches %s "
+                 "can read and write every mailbox%s. Use --secure-dir for anything but a trusted host "
+                 "(docs/SECURITY.md) ***",
+                 endpoints.c_str(), token_keys.verifier ? " (tokens are checked)" : "");
+      }
       sd_notify(0, "READY=1");
-      sigwait(&stop_signals, &signal_number);
+      while (sigwait(&stop_signals, &signal_number) == 0 && signal_number == SIGHUP) reload_token_keys(token_keys);
       log_info("signal %d: shutting down", signal_number);
       sd_notify(0, "STOPPING=1");
     }

@@ -5,7 +5,7 @@
 
 namespace mailbox {
 namespace {
-constexpr std::array<std::pair<ErrorCode, std::string_view>, 10> kNames = {{
+constexpr std::array<std::pair<ErrorCode, std::string_view>, 11> kNames = {{
     {ErrorCode::kOk, "ok"},
     {ErrorCode::kEmpty, "empty"},
     {ErrorCode::kInvalidArgument, "invalid_argument"},
@@ -16,6 +16,7 @@ constexpr std::array<std::pair<ErrorCode, std::string_view>, 10> kNames = {{
     {ErrorCode::kUnknownOutcome, "unknown_outcome"},
     {ErrorCode::kForbidden, "forbidden"},
     {ErrorCode::kInternal, "internal"},
+    {ErrorCode::kUnauthorized, "unauthorized"},
 }};
 }  // namespace
 

@@ -25,6 +25,7 @@ enum class ErrorCode : uint8_t {
   kUnknownOutcome = 7,
   kForbidden = 8,
   kInternal = 9,
+  kUnauthorized = 10,  // v2: credentials missing, malformed, expired or not for this cluster
 };
 
 // The wire name of a code, e.g. "invalid_argument". "ok" for kOk.

@@ -572,7 +572,11 @@ void RaftDriver::on_state_change() {
     for (auto& r : waiting_reads_) parked_reads_.push_back(std::move(r));
     waiting_reads_.clear();
     fail_waiters(unavailable("this node is no longer the leader; retry"));
-    if (change_) finish_membership(unavailable("leadership was lost during the membership change; retry"));
+    // A transfer succeeds by losing leadership: progress_membership says
+    // where it went once the new leader is known.
+    if (change_ && change_->phase != MembershipChange::Phase::kTransfer) {
+      finish_membership(unavailable("leadership was lost during the membership change; retry"));
+    }
     sweep_in_flight_ = false;
     configure_in_flight_ = false;
   }
@@ -732,11 +736,37 @@ void RaftDriver::on_snapshot_received(const raft_message& metadata, uint64_t fro
 
 void RaftDriver::on_timeout() {
   if (!running_) return;
+  const bool forget_leader = non_voter_leader_timed_out();
   raft_event event{};
   event.type = RAFT_TIMEOUT;
   step(event);
+  if (forget_leader && raft_state(&raft_) == RAFT_FOLLOWER && raft_.follower_state.current_leader.id != 0) {
+    // libraft 0.22.1 never lets a follower that is not a voter (a spare, a
+    // standby, a promoted server that has not yet received its promotion,
+    // or one not in its configuration) time its leader out: it keeps
+    // rejecting every vote ("local server has a leader"), while servers that
+    // did apply its promotion count it as a voter and may need its vote; an
+    // election then stalls until the old leader is back (as etcd #10998).
+    // After an election timeout without hearing from the leader, forget it.
+    ++leaders_forgotten_;
+    raft_.follower_state.current_leader.id = 0;
+    raft_.follower_state.current_leader.address = nullptr;
+  }
   after_step();
   drive();
+}
+
+bool RaftDriver::non_voter_leader_timed_out() const {
+  if (raft_state(const_cast<raft*>(&raft_)) != RAFT_FOLLOWER || raft_.follower_state.current_leader.id == 0) {
+    return false;
+  }
+  for (unsigned i = 0; i < raft_.configuration.n; ++i) {
+    const raft_server& server = raft_.configuration.servers[i];
+    if (server.id == options_.node_id && server.role == RAFT_VOTER) return false;  // libraft times it out
+  }
+  const int64_t now = env_.monotonic_ms();
+  return static_cast<uint64_t>(now) >=
+         raft_.election_timer_start + raft_.follower_state.randomized_election_timeout;
 }
 
 void RaftDriver::tick() {
@@ -873,8 +903,43 @@ void RaftDriver::propose_commands(std::vector<PendingCommand>& batch) {
     }
     return;
   }
+  // An older proposal at this index (an earlier term's, waiting for its
+  // fate) was truncated from this leader's log: it never committed. Its
+  // callers hear so before the new proposal takes the index.
+  settle_superseded(index);
   proposals_.emplace(index, std::move(proposal));
   after_step();
+}
+
+void RaftDriver::settle_superseded(uint64_t index) {
+  if (auto it = proposals_.find(index); it != proposals_.end()) {
+    settle_lost_proposal(it->second);
+    proposals_.erase(it);
+  }
+  if (auto it = barriers_.find(index); it != barriers_.end()) {
+    settle_lost_barrier(it->second);
+    barriers_.erase(it);
+  }
+}
+
+void RaftDriver::settle_lost_proposal(Proposal& proposal) {
+  for (auto& done : proposal.callbacks) {
+    if (!done) continue;
+    CommandResult r;
+    r.status = Status::error(ErrorCode::kUnknownOutcome,
+                             "leadership was lost before this was committed; it may or may not be applied: "
+                             "retry with the same rid");
+    ++unknown_outcomes_;
+    done(std::move(r));
+  }
+}
+
+void RaftDriver::settle_lost_barrier(Barrier& barrier) {
+  for (auto& r : barrier.reads) {
+    ReadResult result;
+    result.status = unavailable("leadership was lost before the read; retry");
+    r.done(std::move(result));
+  }
 }
 
 void RaftDriver::propose_internal(Command command, bool* in_flight) {
@@ -909,6 +974,7 @@ void RaftDriver::issue_barrier() {
     }
     return;
   }
+  settle_superseded(index);
   barriers_.emplace(index, std::move(barrier));
   after_step();
 }
@@ -936,15 +1002,7 @@ void RaftDriver::expire_fates() {
   const int64_t now = env_.monotonic_ms();
   for (auto it = proposals_.begin(); it != proposals_.end();) {
     if (it->second.leadership_lost_ms != 0 && now - it->second.leadership_lost_ms >= options_.proposal_fate_wait_ms) {
-      for (auto& done : it->second.callbacks) {
-        if (!done) continue;
-        CommandResult r;
-        r.status = Status::error(ErrorCode::kUnknownOutcome,
-                                 "leadership was lost before this was committed; it may or may not be applied: "
-                                 "retry with the same rid");
-        ++unknown_outcomes_;
-        done(std::move(r));
-      }
+      settle_lost_proposal(it->second);
       it = proposals_.erase(it);
     } else {
       ++it;
@@ -952,11 +1010,7 @@ void RaftDriver::expire_fates() {
   }
   for (auto it = barriers_.begin(); it != barriers_.end();) {
     if (it->second.leadership_lost_ms != 0 && now - it->second.leadership_lost_ms >= options_.proposal_fate_wait_ms) {
-      for (auto& r : it->second.reads) {
-        ReadResult result;
-        result.status = unavailable("leadership was lost before the read; retry");
-        r.done(std::move(result));
-      }
+      settle_lost_barrier(it->second);
       it = barriers_.erase(it);
     } else {
       ++it;
@@ -1421,12 +1475,19 @@ void RaftDriver::progress_membership() {
       return;
     }
     case MembershipChange::Phase::kTransfer: {
-      if (leader_id_ != 0 && leader_id_ != options_.node_id &&
-          (change_->request.id == 0 || leader_id_ == change_->request.id)) {
-        finish_membership(Status::ok());
+      const int64_t waited_ms = env_.monotonic_ms() - change_->started_ms;
+      if (leader_id_ != 0 && leader_id_ != options_.node_id) {
+        if (change_->request.id == 0 || leader_id_ == change_->request.id) {
+          finish_membership(Status::ok());
+        } else {
+          finish_membership(unavailable("leadership moved to node " + std::to_string(leader_id_) + ", not node " +
+                                        std::to_string(change_->request.id)));
+        }
       } else if (leader && raft_transferee(&raft_) == 0 &&
-                 env_.monotonic_ms() - change_->started_ms > static_cast<int64_t>(options_.election_timeout_ms)) {
+                 waited_ms > static_cast<int64_t>(options_.election_timeout_ms)) {
         finish_membership(unavailable("leadership did not move in time"));
+      } else if (!leader && waited_ms > 3 * static_cast<int64_t>(options_.election_timeout_ms)) {
+        finish_membership(unavailable("leadership left this node; no new leader is known yet"));
       }
       return;
     }
@@ -1467,6 +1528,10 @@ DriverStatus RaftDriver::status() const {
   s.log_entries_in_memory = log_.size();
   s.log_bytes_in_memory = log_bytes_;
   s.unknown_outcomes = unknown_outcomes_;
+  s.leaders_forgotten = leaders_forgotten_;
+  s.transferee = raft_initialized_ ? raft_transferee(const_cast<raft*>(&raft_)) : 0;
+  s.parked_commands = parked_commands_.size();
+  s.pending_proposals = proposals_.size();
   return s;
 }
 

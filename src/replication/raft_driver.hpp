@@ -180,6 +180,10 @@ struct DriverStatus {
   uint64_t log_entries_in_memory = 0;
   uint64_t log_bytes_in_memory = 0;
   uint64_t unknown_outcomes = 0;
+  uint64_t leaders_forgotten = 0;  // a non-voter's silent leader forgotten (see on_timeout)
+  uint64_t transferee = 0;         // a leader handing leadership to this server (0: none)
+  size_t parked_commands = 0;      // commands not yet proposed
+  size_t pending_proposals = 0;    // entries proposed whose callers wait
 };
 
 class RaftDriver {
@@ -399,6 +403,17 @@ class RaftDriver {
 
   // Views.
   std::vector<RaftServerInfo> configuration_view_;
+  // A follower that is not a voter whose leader went silent for an election
+  // timeout (see on_timeout); how many times its leader was forgotten.
+  bool non_voter_leader_timed_out() const;
+  // Answers the callers of a proposal or barrier of an earlier term at
+  // `index`, which a new one is about to take (see propose_commands).
+  void settle_superseded(uint64_t index);
+  // Tell a lost proposal's callers the outcome is unknown / a lost
+  // barrier's readers to retry (the caller erases it).
+  void settle_lost_proposal(Proposal& proposal);
+  void settle_lost_barrier(Barrier& barrier);
+  uint64_t leaders_forgotten_ = 0;
   size_t voters_ = 0;
   bool sole_voter_ = false;
   uint64_t leader_id_ = 0;

@@ -13,6 +13,10 @@ namespace {
 constexpr std::string_view kDefaultEncoding = "zenoh/bytes";
 constexpr auto kRoleCheckInterval = std::chrono::milliseconds(20);
 
+int64_t unix_now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 int64_t steady_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
@@ -81,6 +85,10 @@ std::string status_json(uint64_t node_id, const RaftNodeStatus& s, const Service
   out += ",\"publications_forwarded\":" +
          std::to_string(counters.publications_forwarded.load(std::memory_order_relaxed));
   out += ",\"rejected_overload\":" + std::to_string(counters.rejected_overload.load(std::memory_order_relaxed));
+  out += ",\"unauthorized\":" + std::to_string(counters.unauthorized.load(std::memory_order_relaxed));
+  out += ",\"forbidden\":" + std::to_string(counters.forbidden.load(std::memory_order_relaxed));
+  out += ",\"publications_unauthorized\":" +
+         std::to_string(counters.publications_unauthorized.load(std::memory_order_relaxed));
   out += ",\"queries_forwarded\":" + std::to_string(counters.queries_forwarded.load(std::memory_order_relaxed));
   out += ",\"requests_from_nodes\":" + std::to_string(counters.requests_from_nodes.load(std::memory_order_relaxed));
   out += ",\"forwards_lost\":" + std::to_string(s.forwards_lost);
@@ -99,6 +107,44 @@ std::string status_json(uint64_t node_id, const RaftNodeStatus& s, const Service
 }
 
 }  // namespace
+
+auth::Right required_right(Operation op) {
+  switch (op) {
+    case Operation::kPut: return auth::Right::kPut;
+    case Operation::kConsume: return auth::Right::kConsume;
+    case Operation::kPeek: return auth::Right::kPeek;
+    case Operation::kStats: return auth::Right::kStats;
+    case Operation::kAck:
+    case Operation::kNack: return auth::Right::kAck;
+  }
+  return auth::Right::kAdmin;  // unreachable: the strictest
+}
+
+Status MailboxService::check_token(std::optional<std::string_view> attachment, auth::Right right,
+                                   std::string_view mailbox) {
+  if (!options_.verifier) return Status::ok();
+  std::shared_ptr<const auth::TokenClaims> claims;
+  Status s = options_.verifier->verify_attachment(attachment, unix_now_s(), &claims);
+  if (!s.is_ok()) {
+    counters_.unauthorized.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+  s = auth::authorize(*claims, right, mailbox);
+  if (!s.is_ok()) counters_.forbidden.fetch_add(1, std::memory_order_relaxed);
+  return s;
+}
+
+bool MailboxService::publication_authorized(std::optional<std::string_view> attachment, const std::string& mailbox) {
+  if (!options_.verifier) return true;
+  std::shared_ptr<const auth::TokenClaims> claims;
+  Status s = options_.verifier->verify_attachment(attachment, unix_now_s(), &claims);
+  if (s.is_ok()) s = auth::authorize(*claims, auth::Right::kPut, mailbox);
+  if (s.is_ok()) return true;
+  counters_.publications_unauthorized.fetch_add(1, std::memory_order_relaxed);
+  counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
+  log_debug("dropped publication on %s: %s", mailbox.c_str(), s.message.c_str());
+  return false;
+}
 
 MailboxService::MailboxService(ServiceOptions options, zenoh::Session& session, RaftNode& node)
     : options_(std::move(options)), session_(session), node_(node) {}
@@ -201,9 +247,27 @@ void MailboxService::serve_request(SharedExchange exchange) {
     inflight_.fetch_add(1, std::memory_order_relaxed);
     return reply_error(std::move(exchange), Status::error(ErrorCode::kUnavailable, "server overloaded; retry later"));
   }
+  // Access control: no valid token is `unauthorized` before anything else
+  // is looked at; a valid one without the right is `forbidden`. Checked
+  // where the client's query arrived and again on the leader.
+  std::shared_ptr<const auth::TokenClaims> claims;
+  if (options_.verifier) {
+    Status s = options_.verifier->verify_attachment(exchange->attachment(), unix_now_s(), &claims);
+    if (!s.is_ok()) {
+      counters_.unauthorized.fetch_add(1, std::memory_order_relaxed);
+      return reply_error(std::move(exchange), std::move(s));
+    }
+  }
   Request request;
   Status s = parse_query(options_.prefix, exchange->key(), exchange->parameters(), options_.request_limits, &request);
   if (!s.is_ok()) return reply_error(std::move(exchange), std::move(s));
+  if (claims) {
+    s = auth::authorize(*claims, required_right(request.op), request.mailbox);
+    if (!s.is_ok()) {
+      counters_.forbidden.fetch_add(1, std::memory_order_relaxed);
+      return reply_error(std::move(exchange), std::move(s));
+    }
+  }
   if (request.op != Operation::kPut && exchange->payload().has_value() && !exchange->payload()->empty()) {
     return reply_error(std::move(exchange), Status::error(ErrorCode::kInvalidArgument,
                                                           std::string(operation_name(request.op)) +
@@ -397,6 +461,9 @@ void MailboxService::serve_forwarded(uint64_t from, std::string request, Forward
         return reply_error(std::move(exchange),
                            Status::error(ErrorCode::kInvalidArgument, "a malformed forwarded publication"));
       }
+      if (!publication_authorized(exchange->attachment(), mailbox)) {
+        return reply_error(std::move(exchange), Status::error(ErrorCode::kUnauthorized, "publication refused"));
+      }
       std::string body(*payload);
       std::string enc(encoding ? *encoding : std::string_view());
       store_publication(std::move(mailbox), std::move(enc), std::move(body), id,
@@ -495,6 +562,11 @@ void MailboxService::serve_admin_here(SharedExchange exchange, std::string_view 
     return reply_error(std::move(exchange), Status::error(ErrorCode::kInvalidArgument,
                                                           "unknown cluster operation: use status, add, remove, "
                                                           "transfer"));
+  }
+  // Membership changes need the `admin` right (status does not: every
+  // authenticated session may read it; it names no mailbox).
+  if (Status s = check_token(exchange->attachment(), auth::Right::kAdmin, ""); !s.is_ok()) {
+    return reply_error(std::move(exchange), std::move(s));
   }
   const std::string id_text = find_parameter(exchange->parameters(), "id");
   request.address = find_parameter(exchange->parameters(), "address");
@@ -639,6 +711,7 @@ void MailboxService::on_publication(const zenoh::Sample& sample) {
     log_debug("dropped publication on %.*s", static_cast<int>(sample.key.size()), sample.key.data());
     return;
   }
+  if (!publication_authorized(sample.attachment, mailbox)) return;
   HeldPublication publication{std::move(mailbox), std::string(sample.encoding), std::string(sample.payload),
                               owned(sample.attachment), sample.timestamp ? publication_id(*sample.timestamp) : 0,
                               steady_now_ms()};

@@ -51,6 +51,8 @@
 #include <thread>
 #include <vector>
 
+#include "auth/token.hpp"
+#include "auth/verifier.hpp"
 #include "bridge/cpp/zenoh_bridge.hpp"
 #include "core/limits.hpp"
 #include "replication/raft_node.hpp"
@@ -67,6 +69,13 @@ struct ServiceOptions {
   size_t max_payload_bytes = limits::kDefaultMaxPayloadBytes;
   int64_t default_ttl_ms = limits::kDefaultTtlMs;
   RequestLimits request_limits;
+  // Access control (SPEC v2): when set, every query and publication must
+  // carry a valid token in its attachment (`unauthorized` otherwise) that
+  // grants the operation on the mailbox (`forbidden` otherwise), and the
+  // membership changes (add, remove, transfer) need the `admin` right.
+  // Null: no token is asked for (the open, loopback-only mode). Shared with
+  // mailboxd, which replaces its keys on SIGHUP.
+  std::shared_ptr<auth::TokenVerifier> verifier;
 };
 
 // Counters for logs and status; monotonic, relaxed.
@@ -78,7 +87,13 @@ struct ServiceCounters {
   std::atomic<uint64_t> publications_dropped{0};
   std::atomic<uint64_t> publications_forwarded{0};  // handed to the leader
   std::atomic<uint64_t> rejected_overload{0};
+  std::atomic<uint64_t> unauthorized{0};               // queries refused: no valid token
+  std::atomic<uint64_t> forbidden{0};                  // queries refused: the token lacks the right
+  std::atomic<uint64_t> publications_unauthorized{0};  // dropped (also in publications_dropped)
 };
+
+// The right a request needs (SPEC v2: ack, nack and extend need `ack`).
+auth::Right required_right(Operation op);
 
 class MailboxService {
  public:
@@ -138,6 +153,13 @@ class MailboxService {
   void forward_publication(HeldPublication publication, uint64_t leader);
   void store_publication(std::string mailbox, std::string encoding, std::string payload, uint64_t publication_id,
                          std::function<void(Status)> done);
+
+  // Checks the token in `attachment` against `right` on `mailbox` (right
+  // kAdmin: no mailbox). OK when access control is off.
+  Status check_token(std::optional<std::string_view> attachment, auth::Right right, std::string_view mailbox);
+  // A publication has no reply: one without a valid token granting `put` on
+  // its mailbox is dropped and counted.
+  bool publication_authorized(std::optional<std::string_view> attachment, const std::string& mailbox);
 
   bool admit();
   void release() { inflight_.fetch_sub(1, std::memory_order_relaxed); }

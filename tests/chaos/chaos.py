@@ -77,6 +77,8 @@ class Node:
         args = [str(build_dir / "mailboxd"), "--node-id", str(self.i),
                 "--listen", self.endpoint,
                 "--raft-address", f"{self.net.address(self.i)}:{RAFT_PORT}",
+                # Not loopback: open mode needs it forced (the test network is private).
+                "--insecure",
                 "--data-dir", str(self.data_dir), *self.extra_args]
         for j in range(1, self.node_count + 1):
             args += ["--peer", f"{j}={self.net.address(j)}:{RAFT_PORT}"]

@@ -42,8 +42,9 @@ _RUNNING = []  # every Node started by a test; stopped after it, pass or fail
 class Node:
     """One mailboxd process with its own ports and data directory."""
 
-    def __init__(self, data_dir, extra_args=()):
+    def __init__(self, data_dir, extra_args=(), scheme="tcp"):
         self.data_dir = Path(data_dir)
+        self.scheme = scheme  # "tls" for a node in secure mode
         self.zenoh_port = free_port()
         self.raft_port = free_port()
         self.extra_args = list(extra_args)
@@ -52,7 +53,7 @@ class Node:
 
     @property
     def endpoint(self):
-        return f"tcp/127.0.0.1:{self.zenoh_port}"
+        return f"{self.scheme}/127.0.0.1:{self.zenoh_port}"
 
     def start(self, wait_listening=True):
         """Starts mailboxd. A node listens only once it can serve (it leads,
@@ -71,6 +72,11 @@ class Node:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mailboxd exited with {self.proc.returncode}: {self.log_path.read_text()}")
+            if self.scheme == "quic":  # UDP: no port to probe; the node logs when it listens
+                if b" serving " in self.log_path.read_bytes():
+                    return self
+                time.sleep(0.05)
+                continue
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.zenoh_port)) == 0:
                     return self
@@ -105,16 +111,21 @@ class Node:
 class Client:
     """A Zenoh client session with helpers that return decoded replies."""
 
-    def __init__(self, endpoint):
-        """`endpoint`: one endpoint, or a list a client may fail over between."""
+    def __init__(self, endpoint, settings=(), token=None, open_timeout=10):
+        """`endpoint`: one endpoint, or a list a client may fail over between.
+        `settings`: extra (Zenoh config path, value) pairs, e.g. TLS files.
+        `token`: sent in the attachment of every query and put (secure mode)."""
         conf = zenoh.Config()
         conf.insert_json5("mode", '"client"')
         endpoints = endpoint if isinstance(endpoint, list) else [endpoint]
         conf.insert_json5("connect/endpoints", json.dumps(endpoints))
         conf.insert_json5("scouting/multicast/enabled", "false")
+        for key, value in settings:
+            conf.insert_json5(key, json.dumps(value))
+        self.token = token
         # A router that has just started listening may not finish a handshake
         # yet: retry for a few seconds.
-        deadline = time.time() + 10
+        deadline = time.time() + open_timeout
         while True:
             try:
                 self.session = zenoh.open(conf)
@@ -129,6 +140,8 @@ class Client:
 
     def query(self, selector, payload=None, **kwargs):
         """All replies of one query, as a list of ('ok'|'err', dict)."""
+        if self.token is not None and "attachment" not in kwargs:
+            kwargs["attachment"] = json.dumps({"token": self.token})
         replies = self.session.get(selector, payload=payload, timeout=QUERY_TIMEOUT_S, **kwargs)
         out = []
         for reply in replies:
@@ -164,12 +177,19 @@ class Client:
     def consume(self, box, params=""):
         return self.one(f"{PREFIX}/{box}" + (f"?{params}" if params else ""))
 
-    def wait_ready(self, timeout=15, prefix=PREFIX):
+    def put(self, key, payload, **kwargs):
+        """A fire-and-forget publication (blocking congestion control), with
+        the token unless an attachment is given."""
+        if self.token is not None and "attachment" not in kwargs:
+            kwargs["attachment"] = json.dumps({"token": self.token})
+        self.session.put(key, payload, congestion_control=zenoh.CongestionControl.BLOCK, **kwargs)
+
+    def wait_ready(self, timeout=15, prefix=PREFIX, box="ready-probe"):
         """Waits until the service answers stats (a leader exists)."""
         deadline = time.time() + timeout
         last = None
         while time.time() < deadline:
-            replies = self.query(f"{prefix}/ready-probe/stats")
+            replies = self.query(f"{prefix}/{box}/stats")
             if replies and replies[0][0] == "ok":
                 return
             last = replies
@@ -213,12 +233,15 @@ class Cluster:
     """N mailboxd processes on loopback: full-mesh Zenoh routers, one Raft
     cluster bootstrapped with all of them as voters."""
 
-    def __init__(self, workdir, n, extra_args=()):
+    def __init__(self, workdir, n, extra_args=(), scheme="tcp", node_args=None):
+        """`node_args(i)`: extra arguments of node i (e.g. its --secure-dir)."""
         self.workdir = Path(workdir)
         self.extra_args = list(extra_args)
+        self.scheme = scheme
+        self.node_args = node_args or (lambda i: [])
         self.nodes = {}
         for i in range(1, n + 1):
-            self.nodes[i] = Node(self.workdir / f"n{i}", [])
+            self.nodes[i] = Node(self.workdir / f"n{i}", [], scheme=scheme)
         self.voters = list(self.nodes)
 
     def args_for(self, i, join=False):
@@ -232,7 +255,7 @@ class Cluster:
         # The nodes' Zenoh routers are not connected to each other: a client
         # reaches the node it connects to, which hands requests to the leader
         # over the Raft transport (docs/ARCHITECTURE.md).
-        return args + self.extra_args
+        return args + self.extra_args + list(self.node_args(i))
 
     def start_all(self):
         for i, node in self.nodes.items():
@@ -247,7 +270,7 @@ class Cluster:
 
     def add_node(self, i):
         """Starts node i with --join (not yet a member)."""
-        node = Node(self.workdir / f"n{i}", [])
+        node = Node(self.workdir / f"n{i}", [], scheme=self.scheme)
         self.nodes[i] = node
         node.extra_args = self.args_for(i, join=True)
         return node.start(wait_listening=False)  # it listens once added

@@ -78,6 +78,7 @@ constexpr uint64_t kSegmentBytes = 64 * 1024;
 constexpr uint64_t kChunkBytes = 16 * 1024;
 constexpr unsigned kMaxClientsInFlight = 8;
 constexpr int64_t kDrainBudgetMs = 120'000;
+constexpr int64_t kLivenessBudgetMs = 6'000;
 constexpr int kMaxDiskRetries = 3;
 const char* const kMailboxes[] = {"a", "b", "c"};
 
@@ -88,7 +89,8 @@ struct SimCrash {
 // Over every seed of a run, for the summary line (what the faults exercised).
 struct Totals {
   uint64_t kills = 0, crashes_mid_write = 0, fatal_crashes = 0, refusals = 0, transfers = 0, installs = 0,
-           replacements = 0, disk_errors = 0, torn_repairs = 0, committed = 0;
+           replacements = 0, disk_errors = 0, torn_repairs = 0, committed = 0, leaders_forgotten = 0,
+           promotion_probes = 0;
 };
 Totals g_totals;
 
@@ -275,7 +277,7 @@ class World {
   void restart(SimNode& n);
   void tick_clients();
   void send_request(Command command);
-  void on_result(const Command& command, CommandResult&& result);
+  void on_result(const Command& command, CommandResult&& result, uint64_t request);
   void keep_for_retry(const Command& command);
   Command random_command();
   void peek();
@@ -313,9 +315,25 @@ class World {
   std::set<std::pair<std::string, uint64_t>> acked_leases_;
   std::vector<Peek> peeks_;
   unsigned in_flight_ = 0;
+  // What each request in flight is (for a report of those never answered).
+  std::map<uint64_t, std::string> in_flight_what_;
+  uint64_t next_request_ = 1;
+  uint64_t begin_request(uint64_t node_id, const Command& c, int64_t wait_ms);
   uint64_t next_payload_ = 0;
   uint64_t next_rid_ = 0;
   bool replacing_ = false;
+  uint64_t replacing_victim_ = 0;
+  // The promotion probe (issue #12, libraft's election stall): the leader
+  // dies after appending a promotion its promotee has not received yet and
+  // stays down while a quorum of the new configuration is up; a leader must
+  // then be elected within kLivenessBudgetMs.
+  void probe_promotion();
+  void check_liveness();
+  bool probed_this_promotion_ = false;
+  uint64_t held_down_ = 0;           // a node kept down until held_down_until_
+  int64_t held_down_until_ = 0;
+  int64_t liveness_deadline_ = 0;    // 0: no watch
+  std::string liveness_what_;
   uint64_t crashes_ = 0, refusals_ = 0, installs_ = 0;
 };
 
@@ -400,6 +418,7 @@ void SimNode::crash(const std::string& why) {
   if (!up()) return;
   world_.log("node %llu crashes: %s", static_cast<unsigned long long>(id_), why.c_str());
   ++incarnation_;  // its scheduled events die with it
+  g_totals.leaders_forgotten += driver_->status().leaders_forgotten;
   auto driver = std::move(driver_);
   driver.reset();  // pending requests: unknown outcome / unavailable
   log_.reset();
@@ -793,6 +812,7 @@ uint64_t World::leader() {
 
 void World::restart(SimNode& n) {
   if (n.up()) return;
+  if (n.id() == held_down_ && now_ < held_down_until_) return;
   if (n.damaged) {
     // The damage must be found: the node refuses to start.
     if (n.start(voters_)) {
@@ -950,6 +970,8 @@ void World::replace_node() {
   if (followers.empty()) return;
   const uint64_t victim = followers[rng_.below(followers.size())];
   replacing_ = true;
+  replacing_victim_ = victim;
+  probed_this_promotion_ = false;
   log("replacing node %llu", static_cast<unsigned long long>(victim));
   on_node(*node(l), [&](RaftDriver& d) { d.submit_membership(
       MembershipRequest{MembershipRequest::Op::kRemove, victim, ""}, [this, victim](Status&& s) {
@@ -992,6 +1014,63 @@ void World::replace_node() {
         });
       }); });
   if (!node(l)->up()) replacing_ = false;
+}
+
+void World::probe_promotion() {
+  if (liveness_deadline_ != 0 || !replacing_ || replacing_victim_ == 0 || probed_this_promotion_) return;
+  const uint64_t l = leader();
+  SimNode* victim = node(replacing_victim_);
+  if (l == 0 || l == replacing_victim_ || !victim->up()) return;
+  auto role_in = [](SimNode& viewer, uint64_t id) {
+    for (const auto& server : viewer.driver().status().configuration) {
+      if (server.id == id) return server.role;
+    }
+    return std::string("none");
+  };
+  if (role_in(*node(l), replacing_victim_) != "voter" || role_in(*victim, replacing_victim_) == "voter") return;
+  probed_this_promotion_ = true;
+  if (!rng_.chance(50)) return;
+  heal();
+  ++crashes_;
+  ++g_totals.kills;
+  ++g_totals.promotion_probes;
+  node(l)->crash("killed right after appending a promotion");
+  held_down_ = l;
+  held_down_until_ = now_ + 8000;
+  at(held_down_until_, nullptr, [this, l] {
+    if (held_down_ == l) held_down_ = 0;
+    restart(*node(l));
+  });
+  // Liveness is owed only when some node that is up sees a quorum of its
+  // configuration's voters up.
+  bool quorum = false;
+  for (auto& n : nodes_) {
+    if (!n->up()) continue;
+    size_t voters = 0, up = 0;
+    for (const auto& server : n->driver().status().configuration) {
+      if (server.role != "voter") continue;
+      ++voters;
+      up += node(server.id)->up() ? 1 : 0;
+    }
+    quorum = quorum || (voters > 0 && up * 2 > voters);
+  }
+  log("probe: leader %llu dies while node %llu's promotion travels; %s", static_cast<unsigned long long>(l),
+      static_cast<unsigned long long>(replacing_victim_), quorum ? "a quorum is up" : "no quorum is up");
+  if (!quorum) return;
+  liveness_deadline_ = now_ + kLivenessBudgetMs;
+  liveness_what_ = "leader " + std::to_string(l) + " died while node " + std::to_string(replacing_victim_) +
+                   "'s promotion travelled";
+}
+
+void World::check_liveness() {
+  if (leader() != 0) {
+    log("probe: a leader is elected");
+    liveness_deadline_ = 0;
+    return;
+  }
+  if (now_ < liveness_deadline_) return;
+  liveness_deadline_ = 0;
+  fail("no leader within " + std::to_string(kLivenessBudgetMs) + " ms with a quorum up: " + liveness_what_);
 }
 
 // ---------------------------------------------------------------- clients
@@ -1043,8 +1122,18 @@ void World::keep_for_retry(const Command& c) {
   retries_.push_back(c);
 }
 
-void World::on_result(const Command& c, CommandResult&& res) {
+uint64_t World::begin_request(uint64_t node_id, const Command& c, int64_t wait_ms) {
+  in_flight_ += 1;
+  const uint64_t id = next_request_++;
+  const char* kind = std::holds_alternative<PutCommand>(c) ? "put" : std::holds_alternative<ConsumeCommand>(c) ? "consume" : "other";
+  in_flight_what_[id] = std::string(kind) + " to node " + std::to_string(node_id) + " at t=" + std::to_string(now_) +
+                        (wait_ms > 0 ? " (wait " + std::to_string(wait_ms) + " ms)" : "");
+  return id;
+}
+
+void World::on_result(const Command& c, CommandResult&& res, uint64_t request) {
   in_flight_ -= 1;
+  in_flight_what_.erase(request);
   if (res.status.code == ErrorCode::kUnavailable || res.status.code == ErrorCode::kUnknownOutcome) {
     keep_for_retry(c);
     return;
@@ -1081,11 +1170,11 @@ void World::send_request(Command command) {
     keep_for_retry(command);
     return;
   }
-  in_flight_ += 1;
   const int64_t wait = std::holds_alternative<ConsumeCommand>(command) && client_rng_.chance(5) ? 300 : 0;
+  const uint64_t request = begin_request(target, command, wait);
   Command copy = command;
   n->driver().submit_command(std::move(command),
-                             [this, copy](CommandResult&& r) { on_result(copy, std::move(r)); }, wait);
+                             [this, copy, request](CommandResult&& r) { on_result(copy, std::move(r), request); }, wait);
 }
 
 void World::peek() {
@@ -1134,9 +1223,10 @@ void World::drain() {
       }
       for (auto& c : commands) {
         SimNode* n = node(l);
-        in_flight_ += 1;
+        const uint64_t request = begin_request(l, c, 0);
         Command copy = c;
-        n->driver().submit_command(std::move(c), [this, copy](CommandResult&& r) { on_result(copy, std::move(r)); });
+        n->driver().submit_command(std::move(c),
+                                   [this, copy, request](CommandResult&& r) { on_result(copy, std::move(r), request); });
       }
     }
     run_until(now_ + 50);
@@ -1148,11 +1238,13 @@ void World::drain() {
           continue;
         }
         const DriverStatus st = n->driver().status();
-        log("node %llu: %s term %llu commit %llu applied %llu last %llu persisted %llu snapshot %llu voters %zu",
+        log("node %llu: %s term %llu commit %llu applied %llu last %llu persisted %llu snapshot %llu voters %zu "
+            "transferee %llu parked %zu proposals %zu",
             static_cast<unsigned long long>(n->id()), st.state.c_str(), static_cast<unsigned long long>(st.term),
             static_cast<unsigned long long>(st.commit_index), static_cast<unsigned long long>(st.applied_index),
             static_cast<unsigned long long>(st.last_index), static_cast<unsigned long long>(st.persisted_index),
-            static_cast<unsigned long long>(st.snapshot_index), st.voters);
+            static_cast<unsigned long long>(st.snapshot_index), st.voters,
+            static_cast<unsigned long long>(st.transferee), st.parked_commands, st.pending_proposals);
       }
     }
     const uint64_t l2 = leader();
@@ -1168,7 +1260,7 @@ void World::drain() {
                             !retries_.empty())) {
     fail("the cluster did not drain within " + std::to_string(kDrainBudgetMs / 1000) + " s after healing (leader " +
          std::to_string(leader()) + ", retries " + std::to_string(retries_.size()) + ", in flight " +
-         std::to_string(in_flight_) + ")");
+         std::to_string(in_flight_) + (in_flight_what_.empty() ? "" : ": " + in_flight_what_.begin()->second) + ")");
   }
   // Every replica catches up.
   run_until(now_ + 5000);
@@ -1277,17 +1369,27 @@ std::vector<std::string> World::run() {
   const int64_t end = seconds_ * 1000;
   int64_t next_fault = 500;
   while (now_ < end && failures_.empty()) {
-    if (now_ >= next_fault) {
+    if (liveness_deadline_ != 0) {
+      check_liveness();  // no other fault meanwhile
+    } else if (now_ >= next_fault) {
       random_fault();
       next_fault = now_ + rng_.between(100, 1500);
     }
+    probe_promotion();
     tick_clients();
     run_until(now_ + rng_.between(1, 10));
+  }
+  if (held_down_ != 0) {
+    held_down_until_ = 0;
+    held_down_ = 0;
   }
   if (failures_.empty()) drain();
   if (failures_.empty()) check();
   g_totals.committed += committed_.size();
-  for (auto& n : nodes_) g_totals.disk_errors += n->fs().injected_errors();
+  for (auto& n : nodes_) {
+    g_totals.disk_errors += n->fs().injected_errors();
+    if (n->up()) g_totals.leaders_forgotten += n->driver().status().leaders_forgotten;
+  }
   log("end: %zu committed entries, %llu crashes, %llu refusals on damage, %llu snapshot transfers",
       committed_.size(), static_cast<unsigned long long>(crashes_), static_cast<unsigned long long>(refusals_),
       static_cast<unsigned long long>(installs_));
@@ -1341,11 +1443,12 @@ int main(int argc, char** argv) {
   const auto& t = mailbox::sim::g_totals;
   std::printf("exercised: %llu committed entries, %llu kills, %llu crashes in a log write (%llu torn tails cut), "
               "%llu disk errors injected, %llu refusals to start on a flipped bit, %llu snapshot transfers, %llu "
-              "node replacements\n",
+              "node replacements, %llu leaders killed mid-promotion, %llu silent leaders forgotten by non-voters\n",
               static_cast<unsigned long long>(t.committed), static_cast<unsigned long long>(t.kills),
               static_cast<unsigned long long>(t.crashes_mid_write), static_cast<unsigned long long>(t.torn_repairs),
               static_cast<unsigned long long>(t.disk_errors), static_cast<unsigned long long>(t.refusals),
-              static_cast<unsigned long long>(t.transfers), static_cast<unsigned long long>(t.replacements));
+              static_cast<unsigned long long>(t.transfers), static_cast<unsigned long long>(t.replacements),
+              static_cast<unsigned long long>(t.promotion_probes), static_cast<unsigned long long>(t.leaders_forgotten));
   std::printf("%u passed, %u failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
