@@ -10,7 +10,7 @@ build=$1
 seconds=$2
 shift 2
 targets=("$@")
-((${#targets[@]})) || targets=(request attachment token)
+((${#targets[@]})) || targets=(request attachment token entry raft_message snapshot)
 here=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$build/artifacts"
 status=0

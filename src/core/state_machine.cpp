@@ -294,6 +294,10 @@ void StateMachine::lease_ended(const std::string& mailbox, Mailbox& box, size_t 
     erase_at(box, index);
     woken_.push_back(dead_letter_mailbox(mailbox));
   } else {
+    // Visible again: its expiry counts now (a leased message's did not, in
+    // bounds recomputed by a sweep or a restore). Every replica must sweep
+    // the same mailboxes whatever path its bounds took.
+    box.next_expiry_bound_ms = std::min(box.next_expiry_bound_ms, m.expires_at_ms);
     woken_.push_back(mailbox);
   }
 }

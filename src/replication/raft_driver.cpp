@@ -32,6 +32,10 @@ constexpr size_t kMaxFollowupsPerEvent = 1024;
 // Back-pressure: the leader proposes no more while this much of its log is
 // not yet durable locally (libraft does not bound it).
 constexpr uint64_t kMaxUnpersistedEntries = 8192;
+// A leader whose disk stays full this long hands leadership to another voter,
+// and tries again at most this often.
+constexpr int64_t kDiskFullTransferAfterMs = 500;
+constexpr int64_t kDiskFullTransferIntervalMs = 5000;
 constexpr uint64_t kMaxUnpersistedBytes = 512ULL << 20;
 
 std::string encode_configuration(const raft_configuration& configuration) {
@@ -783,9 +787,70 @@ void RaftDriver::tick() {
       if (state_->next_sweep_due_ms() <= env_.wall_clock_ms()) propose_internal(SweepCommand{}, &sweep_in_flight_);
     }
   }
+  maybe_leave_full_disk();
   progress_membership();
   after_step();
   drive();
+}
+
+void RaftDriver::on_log_space(bool full) {
+  if (full == log_disk_full_ || !running_) return;
+  log_disk_full_ = full;
+  if (full) {
+    disk_full_since_ms_ = env_.monotonic_ms();
+    // What is proposed may not become durable here until space returns
+    // (elsewhere it may): its callers hear `unknown_outcome` after the fate
+    // wait, as after a lost leadership, unless it commits first.
+    for (auto& [index, p] : proposals_) {
+      if (p.leadership_lost_ms == 0) p.leadership_lost_ms = disk_full_since_ms_;
+    }
+    for (auto& [index, b] : barriers_) {
+      if (b.leadership_lost_ms == 0) b.leadership_lost_ms = disk_full_since_ms_;
+    }
+    log_error("raft: the disk is full: this node's log cannot grow%s",
+              raft_state(&raft_) == RAFT_LEADER ? "; refusing client requests and handing leadership off" : "");
+  } else {
+    log_info("raft: the log writes again: disk space is back");
+  }
+  drive();
+}
+
+// A leader on a full disk cannot make new entries durable here; another
+// voter with space can lead. libraft picks the most up-to-date voter.
+void RaftDriver::maybe_leave_full_disk() {
+  if (!log_disk_full_ || raft_state(&raft_) != RAFT_LEADER || voters_ < 2 || change_ ||
+      raft_transferee(&raft_) != 0) {
+    return;
+  }
+  const int64_t now = env_.monotonic_ms();
+  if (now - disk_full_since_ms_ < kDiskFullTransferAfterMs ||
+      (last_disk_full_transfer_ms_ != 0 && now - last_disk_full_transfer_ms_ < kDiskFullTransferIntervalMs)) {
+    return;
+  }
+  last_disk_full_transfer_ms_ = now;
+  ++disk_full_transfers_;
+  MembershipRequest transfer;
+  transfer.op = MembershipRequest::Op::kTransfer;
+  start_membership(transfer, [](Status s) {
+    if (!s.is_ok()) log_warn("raft: handing leadership off a full disk failed: %s", s.message.c_str());
+  });
+}
+
+void RaftDriver::refuse_parked_work(const Status& status) {
+  while (!parked_commands_.empty()) {
+    CommandResult r;
+    r.status = status;
+    auto done = std::move(parked_commands_.front().done);
+    parked_commands_.pop_front();
+    done(std::move(r));
+  }
+  while (!parked_reads_.empty()) {
+    ReadResult r;
+    r.status = status;
+    auto done = std::move(parked_reads_.front().done);
+    parked_reads_.pop_front();
+    done(std::move(r));
+  }
 }
 
 // ---------------------------------------------------------------- client work
@@ -812,6 +877,12 @@ void RaftDriver::drive() {
     ~Done() { flag = false; }
   } done_driving{driving_};
   const bool leader = raft_state(&raft_) == RAFT_LEADER && raft_transferee(&raft_) == 0;
+  if (leader && log_disk_full_) {
+    refused_disk_full_ += parked_commands_.size() + parked_reads_.size();
+    refuse_parked_work(unavailable("the leader's disk is full: its Raft log cannot grow; retry (leadership moves "
+                                   "to a node with space, or space is freed)"));
+    return;
+  }
   if (leader) {
     while (!parked_commands_.empty()) {
       const uint64_t unpersisted = raft_last_index(&raft_) - raft_.last_stored;
@@ -1532,6 +1603,9 @@ DriverStatus RaftDriver::status() const {
   s.transferee = raft_initialized_ ? raft_transferee(const_cast<raft*>(&raft_)) : 0;
   s.parked_commands = parked_commands_.size();
   s.pending_proposals = proposals_.size();
+  s.log_disk_full = log_disk_full_;
+  s.refused_disk_full = refused_disk_full_;
+  s.disk_full_transfers = disk_full_transfers_;
   return s;
 }
 

@@ -184,6 +184,9 @@ struct DriverStatus {
   uint64_t transferee = 0;         // a leader handing leadership to this server (0: none)
   size_t parked_commands = 0;      // commands not yet proposed
   size_t pending_proposals = 0;    // entries proposed whose callers wait
+  bool log_disk_full = false;      // the log writer waits for disk space
+  uint64_t refused_disk_full = 0;  // client requests refused: this leader's disk was full
+  uint64_t disk_full_transfers = 0;  // leadership handed off because the disk was full
 };
 
 class RaftDriver {
@@ -219,6 +222,10 @@ class RaftDriver {
   void on_snapshot_written(uint64_t ticket, const IoStatus& status);
   void on_snapshot_loaded(uint64_t ticket, Status status, std::unique_ptr<StateMachine> state);
   void on_timeout();
+  // The log writer found the disk full (`full`: an append waits for space)
+  // or writes again (`!full`). While full, a leader refuses client work with
+  // `unavailable` and hands leadership to another voter (see tick).
+  void on_log_space(bool full);
   // Every ~20 ms: leader housekeeping (sweeps, settings), ended long-polls,
   // requests that waited too long for a leader, membership progress.
   void tick();
@@ -259,7 +266,7 @@ class RaftDriver {
     uint64_t term = 0;
     std::vector<CommandCallback> callbacks;
     std::vector<std::pair<size_t, PendingCommand>> retries;  // long-polls, to park on `empty`
-    int64_t leadership_lost_ms = 0;                           // 0 while this node leads
+    int64_t leadership_lost_ms = 0;  // 0 while this node leads and its disk has space
   };
   // A barrier entry and the reads waiting for it.
   struct Barrier {
@@ -414,6 +421,14 @@ class RaftDriver {
   void settle_lost_proposal(Proposal& proposal);
   void settle_lost_barrier(Barrier& barrier);
   uint64_t leaders_forgotten_ = 0;
+  // A full disk (on_log_space): since when, what was refused and handed off.
+  bool log_disk_full_ = false;
+  int64_t disk_full_since_ms_ = 0;
+  int64_t last_disk_full_transfer_ms_ = 0;
+  uint64_t refused_disk_full_ = 0;
+  uint64_t disk_full_transfers_ = 0;
+  void refuse_parked_work(const Status& status);
+  void maybe_leave_full_disk();
   size_t voters_ = 0;
   bool sole_voter_ = false;
   uint64_t leader_id_ = 0;

@@ -494,7 +494,9 @@ void RaftNode::Impl::refresh_status() {
   s.longest_snapshot_stall_us = d.longest_snapshot_stall_us;
   s.messages = d.messages;
   s.log_disk_bytes = log->disk_bytes();
-  s.log_disk_full = log->out_of_space();
+  s.log_disk_full = d.log_disk_full || log->out_of_space();
+  s.refused_disk_full = d.refused_disk_full;
+  s.disk_full_transfers = d.disk_full_transfers;
   s.unknown_outcomes = d.unknown_outcomes;
   s.loop_iterations = loop_iterations.total();
   s.loop_iteration_max_us = loop_iterations.max_us();
@@ -528,6 +530,7 @@ void RaftNode::Impl::refresh_status() {
 // other go in one write and one fdatasync (group commit). A full disk waits
 // for space (the node says so in its status); EIO is retried, then fatal.
 void RaftNode::Impl::run_writer() {
+  bool disk_full_reported = false;  // the driver was told the disk is full
   for (;;) {
     std::deque<LogOp> batch;
     {
@@ -569,7 +572,12 @@ void RaftNode::Impl::run_writer() {
           status = log->append(all.data(), all.size());
           if (status.is_ok()) break;
           if (status.is_no_space()) {
-            // Space may come back (an operator frees some, old segments go).
+            // Space may come back (an operator frees some, old segments go);
+            // meanwhile the driver refuses client work if it leads.
+            if (!disk_full_reported) {
+              disk_full_reported = true;
+              post_to_loop([this] { driver->on_log_space(true); });
+            }
             log_error("the Raft log cannot grow: %s; retrying every %lld ms", status.message().c_str(),
                       static_cast<long long>(kNoSpaceRetryMs));
             std::this_thread::sleep_for(std::chrono::milliseconds(kNoSpaceRetryMs));
@@ -580,6 +588,10 @@ void RaftNode::Impl::run_writer() {
           if (attempt >= kMaxLogWriteRetries) break;
           std::this_thread::sleep_for(std::chrono::milliseconds(kLogWriteRetryMs));
         }
+      }
+      if (status.is_ok() && disk_full_reported) {
+        disk_full_reported = false;
+        post_to_loop([this] { driver->on_log_space(false); });
       }
       log_writes.record(steady_us() - started);
       entries_written.fetch_add(written_entries, std::memory_order_relaxed);

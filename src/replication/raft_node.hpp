@@ -110,6 +110,8 @@ struct RaftNodeStatus {
   uint64_t messages = 0;                  // total stored messages (as of the last refresh)
   uint64_t log_disk_bytes = 0;
   bool log_disk_full = false;             // the log cannot grow: the disk is full
+  uint64_t refused_disk_full = 0;         // client requests refused while leading on a full disk
+  uint64_t disk_full_transfers = 0;       // leadership handed off because the disk was full
   uint64_t unknown_outcomes = 0;
   uint64_t loop_iterations = 0;
   uint64_t loop_iteration_max_us = 0;

@@ -78,7 +78,12 @@ std::string status_json(uint64_t node_id, const RaftNodeStatus& s, const Service
   out += ",\"messages\":" + std::to_string(s.messages);
   out += ",\"parked_waiters\":" + std::to_string(s.parked_waiters);
   out += ",\"snapshots\":" + std::to_string(s.snapshots_taken);
+  out += ",\"snapshots_installed\":" + std::to_string(s.snapshots_installed);
+  out += ",\"snapshot_index\":" + std::to_string(s.snapshot_index);
   out += ",\"longest_snapshot_stall_us\":" + std::to_string(s.longest_snapshot_stall_us);
+  out += std::string(",\"log_disk_full\":") + (s.log_disk_full ? "true" : "false");
+  out += ",\"refused_disk_full\":" + std::to_string(s.refused_disk_full);
+  out += ",\"disk_full_transfers\":" + std::to_string(s.disk_full_transfers);
   out += ",\"queries\":" + std::to_string(counters.queries.load(std::memory_order_relaxed));
   out += ",\"publications\":" + std::to_string(counters.publications.load(std::memory_order_relaxed));
   out += ",\"publications_dropped\":" + std::to_string(counters.publications_dropped.load(std::memory_order_relaxed));

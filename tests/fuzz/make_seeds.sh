@@ -8,7 +8,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 mailbox=${MAILBOX_BIN:-$here/../../build/mailbox}
 corpus=$here/corpus
 # Seeds are rewritten; inputs kept from findings (regression-*) stay.
-mkdir -p "$corpus/request" "$corpus/attachment" "$corpus/token"
+mkdir -p "$corpus/request" "$corpus/attachment" "$corpus/token" "$corpus/entry" "$corpus/raft_message" \
+  "$corpus/snapshot"
 rm -f "$corpus"/*/seed-*
 
 n=0
@@ -40,3 +41,7 @@ seed attachment '[]'
 seed attachment '{"token":"\u0000"}'
 seed token '{"sub":"a","aud":["fuzz-cluster"],"exp":1900000000,"nbf":0,"mbx":["a","b*"],"ops":["list"]}'
 echo "make_seeds: $n seeds in $corpus"
+
+# The codec targets' seeds come from the production encoders (make fuzz-build
+# builds make_codec_seeds beside the targets).
+"${MAKE_CODEC_SEEDS:-$here/../../build-fuzz/make_codec_seeds}" "$corpus"

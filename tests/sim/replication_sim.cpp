@@ -74,7 +74,7 @@ constexpr int64_t kWallClockEpochMs = 1'790'000'000'000;
 constexpr int64_t kLongTtlMs = 3'600'000;
 constexpr int64_t kShortTtlMs = 400;
 constexpr int64_t kLeaseMs = 300;
-constexpr uint64_t kSegmentBytes = 64 * 1024;
+constexpr uint64_t kSegmentBytes = 8 * 1024;
 constexpr uint64_t kChunkBytes = 16 * 1024;
 constexpr unsigned kMaxClientsInFlight = 8;
 constexpr int64_t kDrainBudgetMs = 120'000;
@@ -90,9 +90,16 @@ struct SimCrash {
 struct Totals {
   uint64_t kills = 0, crashes_mid_write = 0, fatal_crashes = 0, refusals = 0, transfers = 0, installs = 0,
            replacements = 0, disk_errors = 0, torn_repairs = 0, committed = 0, leaders_forgotten = 0,
-           promotion_probes = 0;
+           promotion_probes = 0, refused_disk_full = 0, disk_full_transfers = 0;
 };
 Totals g_totals;
+
+// What a driver counted over its life, added when it stops.
+void add_driver_totals(const DriverStatus& status) {
+  g_totals.leaders_forgotten += status.leaders_forgotten;
+  g_totals.refused_disk_full += status.refused_disk_full;
+  g_totals.disk_full_transfers += status.disk_full_transfers;
+}
 
 class World;
 
@@ -171,6 +178,7 @@ class SimNode final : public DriverEnv {
   std::unique_ptr<RaftDriver> driver_;
   std::deque<DiskOp> disk_queue_;
   bool disk_busy_ = false;
+  bool disk_full_reported_ = false;  // the driver was told the disk is full
   uint64_t timer_generation_ = 0;
   // Snapshot transfers being received, by sender.
   struct Receiving {
@@ -216,6 +224,9 @@ class World {
 
   // Events.
   void at(int64_t when, SimNode* node, std::function<void()> fn);
+  // A node restored the state at `index` from a snapshot: it must equal the
+  // digest the replicas recorded there.
+  void check_restored(uint64_t node_id, uint64_t index, uint64_t digest);
   int64_t now() const { return now_; }
   Rng& rng() { return rng_; }
   SimNode* node(uint64_t id) { return id >= 1 && id <= nodes_.size() ? nodes_[id - 1].get() : nullptr; }
@@ -409,6 +420,11 @@ bool SimNode::start(const std::vector<RaftPeer>& initial_voters) {
     term_vote_.reset();
     return false;
   }
+  // A state restored from a snapshot equals the state the replicas had at
+  // its index.
+  if (const DriverStatus st = driver_->status(); st.snapshot_index != 0 && st.applied_index == st.snapshot_index) {
+    world_.check_restored(id_, st.snapshot_index, driver_->state().digest());
+  }
   schedule_tick();
   schedule_prepare();
   return true;
@@ -418,13 +434,14 @@ void SimNode::crash(const std::string& why) {
   if (!up()) return;
   world_.log("node %llu crashes: %s", static_cast<unsigned long long>(id_), why.c_str());
   ++incarnation_;  // its scheduled events die with it
-  g_totals.leaders_forgotten += driver_->status().leaders_forgotten;
+  add_driver_totals(driver_->status());
   auto driver = std::move(driver_);
   driver.reset();  // pending requests: unknown outcome / unavailable
   log_.reset();
   term_vote_.reset();
   disk_queue_.clear();
   disk_busy_ = false;
+  disk_full_reported_ = false;
   receiving_.clear();
   crash_at_next_sync = false;
   fs_->crash();
@@ -517,6 +534,11 @@ void SimNode::run_disk_op() {
   if (!status.is_ok()) {
     // A full disk waits for space; EIO is retried a few times, then fatal.
     const bool no_space = status.is_no_space();
+    if (no_space && !disk_full_reported_) {
+      disk_full_reported_ = true;
+      driver_->on_log_space(true);
+      if (!up()) return;
+    }
     if (!no_space && ++batch[0].retries > kMaxDiskRetries) {
       for (auto& op : batch) driver_->on_log_written(op.ticket, status);  // fatal: throws
       return;
@@ -526,6 +548,11 @@ void SimNode::run_disk_op() {
     return;
   }
   disk_busy_ = false;
+  if (disk_full_reported_) {
+    disk_full_reported_ = false;
+    driver_->on_log_space(false);
+    if (!up()) return;
+  }
   for (auto& op : batch) {
     driver_->on_log_written(op.ticket, IoStatus::ok());
     if (!up()) return;
@@ -785,6 +812,18 @@ void World::observe(uint64_t node_id, uint64_t index, uint64_t term, const Entry
   at_index[node_id] = digest;
 }
 
+void World::check_restored(uint64_t node_id, uint64_t index, uint64_t digest) {
+  auto it = digest_at_.find(index);
+  if (it == digest_at_.end()) return;
+  for (const auto& [other, d] : it->second) {
+    if (d != digest) {
+      fail("node " + std::to_string(node_id) + " restored a snapshot at index " + std::to_string(index) +
+           " that differs from node " + std::to_string(other) + "'s state there");
+      return;
+    }
+  }
+}
+
 void World::setup() {
   const unsigned n = rng_.chance(30) ? 5 : 3;
   for (unsigned i = 1; i <= n; ++i) {
@@ -901,9 +940,20 @@ void World::random_fault() {
       if (rng_.chance(30)) n.fs().set_error_rates(static_cast<unsigned>(rng_.below(20)), static_cast<unsigned>(rng_.below(20)));
       break;
     case 8:
-      if (rng_.chance(30)) {
-        log("node %llu's disk is full", static_cast<unsigned long long>(n.id()));
-        n.fs().set_capacity(n.fs().used_bytes() + rng_.below(64 * 1024));
+      if (rng_.chance(50)) {
+        // Half the time the leader's: it must refuse work and hand off.
+        SimNode* full = &n;
+        if (rng_.chance(50) && leader() != 0) full = node(leader());
+        log("node %llu's disk is full", static_cast<unsigned long long>(full->id()));
+        full->fs().set_capacity(full->fs().used_bytes() + rng_.below(4 * 1024));
+        if (rng_.chance(70)) {
+          // Space comes back (an operator frees some); the event is the
+          // world's, so it outlives a crash of the node.
+          at(now_ + rng_.between(500, 5000), nullptr, [this, id = full->id()] {
+            log("node %llu's disk has space again", static_cast<unsigned long long>(id));
+            node(id)->fs().set_capacity(UINT64_MAX);
+          });
+        }
       }
       break;
     case 9:
@@ -1388,7 +1438,7 @@ std::vector<std::string> World::run() {
   g_totals.committed += committed_.size();
   for (auto& n : nodes_) {
     g_totals.disk_errors += n->fs().injected_errors();
-    if (n->up()) g_totals.leaders_forgotten += n->driver().status().leaders_forgotten;
+    if (n->up()) add_driver_totals(n->driver().status());
   }
   log("end: %zu committed entries, %llu crashes, %llu refusals on damage, %llu snapshot transfers",
       committed_.size(), static_cast<unsigned long long>(crashes_), static_cast<unsigned long long>(refusals_),
@@ -1443,12 +1493,15 @@ int main(int argc, char** argv) {
   const auto& t = mailbox::sim::g_totals;
   std::printf("exercised: %llu committed entries, %llu kills, %llu crashes in a log write (%llu torn tails cut), "
               "%llu disk errors injected, %llu refusals to start on a flipped bit, %llu snapshot transfers, %llu "
-              "node replacements, %llu leaders killed mid-promotion, %llu silent leaders forgotten by non-voters\n",
+              "node replacements, %llu leaders killed mid-promotion, %llu silent leaders forgotten by non-voters, "
+              "%llu requests refused by a leader on a full disk, %llu leaderships handed off a full disk\n",
               static_cast<unsigned long long>(t.committed), static_cast<unsigned long long>(t.kills),
               static_cast<unsigned long long>(t.crashes_mid_write), static_cast<unsigned long long>(t.torn_repairs),
               static_cast<unsigned long long>(t.disk_errors), static_cast<unsigned long long>(t.refusals),
               static_cast<unsigned long long>(t.transfers), static_cast<unsigned long long>(t.replacements),
-              static_cast<unsigned long long>(t.promotion_probes), static_cast<unsigned long long>(t.leaders_forgotten));
+              static_cast<unsigned long long>(t.promotion_probes), static_cast<unsigned long long>(t.leaders_forgotten),
+              static_cast<unsigned long long>(t.refused_disk_full),
+              static_cast<unsigned long long>(t.disk_full_transfers));
   std::printf("%u passed, %u failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

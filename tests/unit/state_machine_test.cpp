@@ -383,6 +383,38 @@ TEST(StateMachine, SnapshotRestoresIdenticalState) {
   EXPECT_EQ(a.digest(), b.digest());
 }
 
+// Found by replication_sim seed 3189: a leased message whose ttl ends before
+// its lease, nacked after a restore, then a sweep. The restored state's
+// bounds leave leased messages' expiry out; a nack made the message visible
+// without counting its expiry, so the restored replica skipped the mailbox
+// in the sweep and kept an expired message its peers removed.
+TEST(StateMachine, ReplicasSweepAlikeAfterARestoreAndANack) {
+  StateMachine a;
+  a.apply(at(1000, {put("b", "short", 900), put("b", "long", 600'000)}));
+  auto r = a.apply(at(1100, {take("b", 1, 5000)}));  // "short" leased until 6100, expires at 1900
+  ASSERT_EQ(r[0].messages.size(), 1u);
+  const uint64_t leased = r[0].messages[0].id;
+  StateMachine b;
+  ASSERT_TRUE(b.restore(a.serialize()));
+  ASSERT_EQ(a.digest(), b.digest());
+  for (StateMachine* sm : {&a, &b}) {
+    sm->apply(at(1200, {NackCommand{"b", leased, ""}}));  // visible again, until 1900
+    sm->apply(at(2000, {SweepCommand{}}));                 // expired: removed
+  }
+  EXPECT_EQ(a.total_messages(), 1u);
+  EXPECT_EQ(b.total_messages(), 1u);
+  EXPECT_EQ(a.digest(), b.digest());
+  // The same after a sweep recomputed the bounds (no restore involved).
+  StateMachine c;
+  c.apply(at(1000, {put("b", "short", 900), put("b", "long", 600'000), put("b", "x", 100)}));
+  r = c.apply(at(1100, {take("b", 1, 5000)}));
+  c.apply(at(1150, {SweepCommand{}}));  // removes "x"; bounds now leave the leased message out
+  c.apply(at(1200, {NackCommand{"b", r[0].messages[0].id, ""}}));
+  c.apply(at(2000, {SweepCommand{}}));
+  EXPECT_EQ(c.total_messages(), 1u);
+  EXPECT_LE(c.next_sweep_due_ms(), 600'000 + 1000);
+}
+
 TEST(StateMachine, PinnedSnapshotStaysValidWhileTheStateMovesOn) {
   StateMachine a;
   a.apply(at(1, {put("p", "alpha"), put("p", "beta"), put("q", "gamma", 60'000, "rid")}));
