@@ -818,7 +818,7 @@ void MailboxService::on_publication(const zenoh::Sample& sample) {
                      sample.encoding.size() <= limits::kMaxEncodingBytes;
   if (!valid) {
     count_dropped(DropReason::kInvalid);
-    log_request_debug("publication", nullptr, "dropped: invalid (key %.*s, %zu bytes)",
+    log_request_debug("publication", s.is_ok() ? mailbox.c_str() : nullptr, "dropped: invalid (key %.*s, %zu bytes)",
                       static_cast<int>(sample.key.size()), sample.key.data(), sample.payload.size());
     return;
   }

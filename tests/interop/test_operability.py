@@ -270,3 +270,133 @@ def test_status_page_shows_the_live_cluster_in_chromium(workdir):
     assert deepest[1][0] == "shallow" and int(deepest[1][1][1]) == 2, deepest
     assert "<svg" in page  # the charts are drawn in inline SVG
     client.close()
+
+
+# ---------------------------------------------------------------- config file
+
+def write_config(path, **keys):
+    lines = []
+    for k, v in keys.items():
+        lines.append(f"{k.replace('_', '-')} = {json.dumps(v)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_check_config_accepts_a_good_file_and_names_a_bad_key(workdir):
+    good = write_config(workdir / "good.toml", node_id=3, data_dir=str(workdir / "d"), listen=["tcp/127.0.0.1:7999"],
+                        peer=["3=127.0.0.1:7450"], metrics_listen="127.0.0.1:9999", log_format="json")
+    out = subprocess.run([str(MAILBOXD), "--config", str(good), "--check-config"], capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert b"configuration OK" in out.stderr
+    assert b"node-id=3" in out.stdout.replace(b" ", b""), out.stdout
+    # A flag overrides the file.
+    out = subprocess.run([str(MAILBOXD), "--config", str(good), "--node-id", "4", "--peer", "4=127.0.0.1:7450",
+                          "--check-config"], capture_output=True, timeout=30)
+    assert out.returncode == 0 and b"node-id=4" in out.stdout.replace(b" ", b""), out
+    bad = workdir / "bad.toml"
+    bad.write_text('data-dir = "/x"\nno-such-flag = 1\n')
+    out = subprocess.run([str(MAILBOXD), "--config", str(bad), "--check-config"], capture_output=True, timeout=30)
+    assert out.returncode != 0 and b"no-such-flag" in out.stderr, out
+    broken = workdir / "broken.toml"
+    broken.write_text('data-dir = \n')
+    out = subprocess.run([str(MAILBOXD), "--config", str(broken), "--check-config"], capture_output=True, timeout=30)
+    assert out.returncode != 0 and b"not valid TOML" in out.stderr, out
+    out = subprocess.run([str(MAILBOXD), "--config", str(good), "--log-format", "xml", "--check-config"],
+                         capture_output=True, timeout=30)
+    assert out.returncode != 0 and b"--log-format" in out.stderr
+
+
+def test_a_node_runs_from_its_config_file_with_json_logs(workdir):
+    port = free_port()
+    config = write_config(workdir / "mailboxd.toml", metrics_listen=f"127.0.0.1:{port}", log_format="json",
+                          log_level="debug", max_payload_bytes=64, cluster_name="configured")
+    node = Node(workdir / "n1", ["--config", str(config)]).start()
+    client = Client(node.endpoint)
+    client.wait_ready()
+    client.put_ack("fromconfig", b"x")
+    secret = b"SECRET-PAYLOAD-" * 10  # over max-payload-bytes: a dropped publication
+    client.put(f"{PREFIX}/jsonbox", secret)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        _, _, text = http_get(port, "/metrics")
+        if metric(text, "mailbox_publications_dropped_total", 'reason="invalid"') == 1:
+            break
+        time.sleep(0.2)
+    assert metric(text, "mailbox_node_info", 'node="1",cluster="configured"') == 1
+    client.close()
+    assert node.stop() == 0
+    records = []
+    for line in node.log_path.read_text().splitlines():
+        record = json.loads(line)  # every line is one JSON object
+        assert {"ts", "level", "component", "msg"} <= set(record), record
+        records.append(record)
+    assert any(r["component"] == "mailboxd" for r in records)
+    assert any(r["component"] == "replication" for r in records)
+    dropped = [r for r in records if r.get("op") == "publication" and r.get("mailbox") == "jsonbox"]
+    assert dropped and dropped[0]["level"] == "debug", records
+    assert "SECRET" not in node.log_path.read_text()
+
+
+# ---------------------------------------------------------------- backup and restore
+
+def test_backup_and_restore_of_a_data_directory(workdir):
+    """docs/OPERATIONS.md, "Backup and restore": stop the node, copy its data
+    directory, restore the copy into a new directory, start a node on it."""
+    node = Node(workdir / "live", ["--cluster-name", "backed"]).start()
+    client = Client(node.endpoint)
+    client.wait_ready()
+    for i in range(20):
+        client.put_ack("kept", f"message {i}".encode())
+    client.close()
+    assert node.stop() == 0
+    backup = workdir / "backup"
+    subprocess.run(["cp", "-a", str(workdir / "live"), str(backup)], check=True)
+    # The live directory goes on and changes; the backup does not.
+    node = Node(workdir / "live", ["--cluster-name", "backed"]).start()
+    client = Client(node.endpoint)
+    client.wait_ready()
+    client.consume("kept")
+    client.close()
+    assert node.stop() == 0
+    restored_dir = workdir / "restored"
+    subprocess.run(["cp", "-a", str(backup), str(restored_dir)], check=True)
+    restored = Node(restored_dir, ["--cluster-name", "backed"]).start()
+    client = Client(restored.endpoint)
+    client.wait_ready()
+    kind, body = client.one(f"{PREFIX}/kept/stats")
+    assert kind == "ok" and json.loads(body["payload"])["messages"] == 20
+    got = [client.consume("kept")[1]["payload"] for _ in range(20)]
+    assert got == [f"message {i}".encode() for i in range(20)]
+    client.close()
+    assert restored.stop() == 0
+
+
+def test_a_cluster_members_backup_restores_as_a_new_cluster(workdir):
+    """A copy of one member's directory becomes a one-node cluster with
+    --recover (the cluster it came from must not see it again)."""
+    cluster = Cluster(workdir, 3).start_all()
+    client = Client(cluster.nodes[1].endpoint)
+    client.wait_ready()
+    for i in range(5):
+        client.put_ack("replicated", f"r{i}".encode())
+    deadline = time.time() + 15
+    while time.time() < deadline:  # every member has applied the puts
+        statuses = [json.loads(b["payload"]) for k, b in client.query(f"{PREFIX}/@cluster/node/*/status")
+                    if k == "ok"]
+        if len(statuses) == 3 and len({s["applied_index"] for s in statuses}) == 1:
+            break
+        time.sleep(0.2)
+    client.close()
+    for n in cluster.nodes.values():
+        assert n.stop() == 0
+    copy = workdir / "copy-of-n2"
+    subprocess.run(["cp", "-a", str(workdir / "n2"), str(copy)], check=True)
+    single = Node(copy)
+    single.extra_args = ["--node-id", "2", "--recover", "--peer", f"2=127.0.0.1:{single.raft_port}"]
+    single.start()
+    client = Client(single.endpoint)
+    client.wait_ready()
+    kind, body = client.one(f"{PREFIX}/replicated/stats")
+    assert kind == "ok" and json.loads(body["payload"])["messages"] == 5, body
+    client.close()
+    assert single.stop() == 0
