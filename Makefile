@@ -9,7 +9,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/mailbox/cargo-target
 PYTHON := .venv/bin/python
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: all deps build run cluster run-secure cluster-secure test unit interop chaos chaos-short chaos-install sim-long header \
+.PHONY: deb all deps build run cluster run-secure cluster-secure test unit interop chaos chaos-short chaos-install sim-long header \
 	sanitize clean bench fuzz fuzz-short fuzz-build
 
 all: build
@@ -45,6 +45,12 @@ cluster-secure: build
 	SECURE_SCHEME=$(SECURE_SCHEME) BUILD_DIR=$(BUILD_DIR) ./scripts/secure-setup.sh $(SECURE_DATA_DIR) 3
 	SECURE_DIR=$(SECURE_DATA_DIR)/pki SECURE_SCHEME=$(SECURE_SCHEME) DATA_DIR=$(SECURE_DATA_DIR)/cluster \
 		BUILD_DIR=$(BUILD_DIR) ./scripts/cluster.sh
+
+# The Debian package (mailboxd, mailbox, systemd unit, default config, man
+# pages) in DEB_DIR; tests/interop/test_packaging.py checks and runs it.
+DEB_DIR ?= $(BUILD_DIR)/deb
+deb: build
+	./scripts/build-deb.sh $(BUILD_DIR) $(DEB_DIR)
 
 unit: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure

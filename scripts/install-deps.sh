@@ -18,6 +18,9 @@ debian_packages=(
   clang-14 libclang-rt-14-dev
   python3-venv
   iproute2 iputils-ping nftables
+  # Operability (issue 14): the metrics/status HTTP port, the config file,
+  # the status page's browser test, man pages and the Debian package.
+  libcpp-httplib-dev libtomlplusplus-dev chromium help2man dpkg-dev fakeroot
 )
 required_raft_version="0.22"
 

@@ -25,9 +25,11 @@
 #include "bridge/cpp/zenoh_bridge.hpp"
 #include "auth/verifier.hpp"
 #include "cli/secure_config.hpp"
+#include "cli/toml_config.hpp"
 #include "cli/zenoh_config.hpp"
 #include "core/limits.hpp"
 #include "replication/raft_node.hpp"
+#include "server/http_endpoint.hpp"
 #include "server/request.hpp"
 #include "server/service.hpp"
 #include "util/log.hpp"
@@ -42,6 +44,8 @@ constexpr int64_t kReadinessPollMs = 10;
 constexpr int64_t kReadinessLogIntervalMs = 5000;
 // Largest --zenoh-config file read.
 constexpr size_t kMaxZenohConfigFileBytes = 1 << 20;
+// The status page waits this long for the other members' statuses.
+constexpr int64_t kClusterStatusTimeoutMs = 1000;
 
 // Token verification keys: where they are read from and who uses them.
 struct TokenKeys {
@@ -111,6 +115,7 @@ int main(int argc, char** argv) {
   uint64_t snapshot_trailing_bytes = 64ULL << 20;
   uint64_t snapshot_max_log_bytes = 256ULL << 20;
   std::string log_level = "info";
+  std::string log_format = "text";
   std::string cluster_name;  // default kDefaultClusterName, or secure.toml's
   uint64_t log_segment_bytes = 64ULL << 20;
   unsigned max_inflight_entries = 64;
@@ -122,6 +127,7 @@ int main(int argc, char** argv) {
   bool insecure = false;
   std::string token_keys_dir;
   std::string node_name;
+  std::string metrics_listen;
   app.add_option("--listen", listen, "Zenoh endpoints the embedded router listens on")->capture_default_str();
   app.add_option("--connect", connect, "Zenoh endpoints of other routers to connect to");
   app.add_option("--prefix", prefix, "key prefix of the service")->capture_default_str();
@@ -154,6 +160,10 @@ int main(int argc, char** argv) {
                  "log bytes kept after a snapshot, so lagging followers catch up without a snapshot install")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
+  app.add_option("--log-format", log_format,
+                 "text, or json: one object per line (ts, level, component, msg; op and mailbox on lines about a "
+                 "request)")
+      ->capture_default_str();
   app.add_option("--cluster-name", cluster_name,
                  "the cluster's name (default mailbox; secure mode: secure.toml's): a data directory or Raft peer "
                  "of another cluster is refused, and tokens must name it as their audience");
@@ -180,7 +190,19 @@ int main(int argc, char** argv) {
                "can read and write every mailbox)");
   app.add_option("--token-keys", token_keys_dir,
                  "check request tokens with the <kid>.pub keys of DIR (secure mode: DIR/token-keys)");
-  app.set_config("--config", "", "read these flags from a TOML/INI file (key = value, peer = [\"1=...\"])");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "serve Prometheus metrics (/metrics) and the status page (/) over HTTP on HOST:PORT "
+                 "(default: off; it has no authentication: keep it on loopback or a private network)");
+  // The configuration file: TOML, one top-level key per flag; a flag given
+  // on the command line overrides it; a key that names no flag is an error.
+  app.config_formatter(std::make_shared<TomlConfig>());
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  app.set_config("--config", "",
+                 "read flags from a TOML file: one top-level key per flag without its dashes (data-dir = "
+                 "\"/var/lib/mailbox\", peer = [\"1=HOST:PORT\"]); flags given here override it");
+  bool check_config = false;
+  app.add_flag("--check-config", check_config,
+               "check the flags and the configuration file, print the settings in effect, and exit (0: valid)");
   CLI11_PARSE(app, argc, argv);
 
   LogLevel level;
@@ -189,9 +211,21 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   set_log_level(level);
+  LogFormat format;
+  if (!parse_log_format(log_format.c_str(), &format)) {
+    std::fprintf(stderr, "mailboxd: bad --log-format %s: use text or json\n", log_format.c_str());
+    return kExitUsage;
+  }
+  set_log_format(format);
   ServiceOptions service_options;
   service_options.prefix = prefix;
   service_options.node_id = node_id;
+  std::string metrics_host;
+  int metrics_port = 0;
+  if (!metrics_listen.empty() && !split_host_port(metrics_listen, &metrics_host, &metrics_port)) {
+    std::fprintf(stderr, "mailboxd: bad --metrics-listen %s: use HOST:PORT\n", metrics_listen.c_str());
+    return kExitUsage;
+  }
   service_options.max_payload_bytes = max_payload_bytes;
   if (prefix.empty() || prefix.back() == '/' || prefix.find('*') != std::string::npos) {
     std::fprintf(stderr, "mailboxd: bad --prefix %s\n", prefix.c_str());
@@ -267,6 +301,7 @@ int main(int argc, char** argv) {
     }
   }
   if (cluster_name.empty()) cluster_name = kDefaultClusterName;
+  service_options.cluster_name = cluster_name;
   TokenKeys token_keys;
   if (!token_keys_dir.empty()) {
     std::shared_ptr<auth::KeyRing> ring;
@@ -363,6 +398,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mailboxd: --max-inflight-entries must be 1..4096\n");
     return kExitUsage;
   }
+  if (check_config) {
+    std::printf("%s", app.config_to_str(/*default_also=*/true, /*write_description=*/false).c_str());
+    std::fprintf(stderr, "mailboxd: configuration OK\n");
+    return 0;
+  }
   RaftNode node(raft_options);
   Status s = node.start();
   if (!s.is_ok()) {
@@ -387,6 +427,10 @@ int main(int argc, char** argv) {
   {
     MailboxService service(service_options, *session, node);
     s = service.start();
+    // Metrics and the status page: on their own threads, reading snapshots.
+    HttpEndpoint http({[&service] { return prometheus_text(service.metrics_input()); },
+                       [&service] { return service.status_page(kClusterStatusTimeoutMs); }});
+    if (s.is_ok() && !metrics_listen.empty()) s = http.start(metrics_listen);
     int signal_number = 0;
     if (!s.is_ok()) {
       log_error("%s", s.message.c_str());
@@ -421,6 +465,7 @@ int main(int argc, char** argv) {
     }
     // Order: no new requests; stop Raft (pending requests are answered);
     // send the last replies; then close Zenoh.
+    http.stop();
     service.stop_accepting();
     node.stop();
     service.drain_replies();

@@ -121,6 +121,13 @@ class StateMachine {
   uint64_t total_bytes() const { return total_bytes_; }
   size_t mailbox_count() const { return mailboxes_.size(); }
   size_t dedup_count() const { return dedup_.size(); }
+  // Operators' views (mailboxd's status page and metrics): calls
+  // visit(name, stored messages, bytes) for every mailbox; expired messages
+  // not yet swept are counted. O(mailboxes).
+  template <typename Visit>
+  void for_each_mailbox(Visit&& visit) const {
+    for (const auto& [name, box] : mailboxes_) visit(std::string_view(name), box.messages.size(), box.bytes);
+  }
 
   // Snapshot: the whole state as bytes, and back. The bytes are `head`
   // followed by each of `payloads`, in order, so a caller can write them

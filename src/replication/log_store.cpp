@@ -1,6 +1,7 @@
 #include "replication/log_store.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -192,7 +193,12 @@ IoStatus LogStore::start_segment(uint64_t first_index, uint64_t min_bytes) {
 // new segment's rename is made durable with it.
 IoStatus LogStore::write_current(std::string& buffer, bool with_header) {
   IoStatus s = current_->write_at(current_offset_, buffer.data(), buffer.size());
-  if (s.is_ok()) s = current_->sync_data();
+  if (s.is_ok()) {
+    const auto started = std::chrono::steady_clock::now();
+    s = current_->sync_data();
+    fsync_timings_.record(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count()));
+  }
   if (s.is_ok() && with_header) s = fs_.sync_dir(dir_);
   if (!s.is_ok()) return s;
   current_offset_ += buffer.size();

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "core/errors.hpp"
+#include "util/latency_histogram.hpp"
 #include "replication/file_system.hpp"
 
 namespace mailbox {
@@ -119,6 +120,8 @@ class LogStore {
   // True when the writer has no prepared segment left and the last attempt
   // to prepare one found the disk full.
   bool out_of_space() const;
+  // fdatasync timings of appends (writer thread records; any thread reads).
+  const LatencyHistogram& fsync_timings() const { return fsync_timings_; }
   uint64_t segment_bytes() const { return options_.segment_bytes; }
 
  private:
@@ -158,6 +161,7 @@ class LogStore {
   std::deque<Segment> prepared_;  // zero-filled, unused, by seq
   uint64_t next_seq_ = 1;
   bool out_of_space_ = false;
+  LatencyHistogram fsync_timings_;
 };
 
 }  // namespace mailbox

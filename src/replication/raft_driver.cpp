@@ -10,6 +10,12 @@
 #include "util/log.hpp"
 
 namespace mailbox {
+namespace {
+uint64_t elapsed_us(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
+  if (from.time_since_epoch().count() == 0 || to < from) return 0;
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(to - from).count());
+}
+}  // namespace
 
 IoStatus write_snapshot_job(FileSystem& fs, const std::string& dir, const SnapshotJob& job) {
   SnapshotWriter writer(fs, dir, job.path, job.path + ".tmp");
@@ -469,7 +475,10 @@ void RaftDriver::apply_entry(const LogEntry& e) {
       // A committed entry that does not decode means a bug or damage: stop
       // rather than diverge from the other replicas.
       MAILBOX_ASSERT(decoded, "committed log entry does not decode");
+      const auto apply_started = std::chrono::steady_clock::now();
       std::vector<CommandResult> results = state_->apply(entry);
+      const auto applied_at = std::chrono::steady_clock::now();
+      timings_.apply.record(elapsed_us(apply_started, applied_at));
       if (apply_observer_) apply_observer_(e.index, e.term, entry, results);
       if (waiter_count_ > 0) {
         for (const auto& name : state_->woken()) woken_.push_back(name);
@@ -478,6 +487,7 @@ void RaftDriver::apply_entry(const LogEntry& e) {
       if (it != proposals_.end() && it->second.term == e.term) {
         Proposal proposal = std::move(it->second);
         proposals_.erase(it);
+        timings_.commit.record(elapsed_us(proposal.proposed_at, applied_at));
         MAILBOX_ASSERT(results.size() == proposal.callbacks.size(), "result count matches the proposal");
         const int64_t now = env_.monotonic_ms();
         const bool leader = raft_state(&raft_) == RAFT_LEADER;
@@ -978,6 +988,7 @@ void RaftDriver::propose_commands(std::vector<PendingCommand>& batch) {
   // fate) was truncated from this leader's log: it never committed. Its
   // callers hear so before the new proposal takes the index.
   settle_superseded(index);
+  proposal.proposed_at = std::chrono::steady_clock::now();
   proposals_.emplace(index, std::move(proposal));
   after_step();
 }
@@ -1228,6 +1239,7 @@ void RaftDriver::maybe_take_snapshot() {
     return;
   }
   const auto started = std::chrono::steady_clock::now();
+  snapshot_started_ = started;
   snapshot_parts_ = std::make_unique<StateMachine::SnapshotParts>(state_->pin_snapshot());
   const int64_t us =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
@@ -1271,6 +1283,8 @@ void RaftDriver::on_snapshot_written(uint64_t ticket, const IoStatus& status) {
     if (snapshot_path_in_progress_ != snapshot_path_) env_.remove_snapshot(snapshot_path_in_progress_);
     return;
   }
+  timings_.snapshot.record(elapsed_us(snapshot_started_, std::chrono::steady_clock::now()));
+  snapshot_bytes_written_ += meta.data_bytes;
   // Keep about snapshot_trailing_bytes of log behind the snapshot.
   uint64_t trailing = options_.snapshot_trailing_entries;
   if (log_entries_since_snapshot_ > 0) {
@@ -1606,7 +1620,61 @@ DriverStatus RaftDriver::status() const {
   s.log_disk_full = log_disk_full_;
   s.refused_disk_full = refused_disk_full_;
   s.disk_full_transfers = disk_full_transfers_;
+  s.snapshot_bytes_written = snapshot_bytes_written_;
+  if (s.is_leader) {
+    for (const auto& server : configuration_view_) {
+      if (server.id == options_.node_id) continue;
+      raft_index match = 0;
+      if (raft_match_index(&raft_, server.id, &match) == 0) s.followers.push_back({server.id, match});
+    }
+  }
   return s;
+}
+
+MailboxOverview RaftDriver::mailbox_overview() const {
+  MailboxOverview o;
+  const int64_t now = std::max(state_->clock_ms(), env_.wall_clock_ms());
+  o.leased_known = state_->total_messages() <= kMaxOverviewScanMessages;
+  // Bounded top-N by stored messages (a min-heap of at most N), then exact
+  // stats for the few kept.
+  using Candidate = std::pair<uint64_t, std::string_view>;
+  auto keep = [](std::vector<Candidate>& heap, uint64_t depth, std::string_view name) {
+    auto greater = [](const Candidate& a, const Candidate& b) { return a.first > b.first; };
+    if (heap.size() < kMaxOverviewMailboxes) {
+      heap.emplace_back(depth, name);
+      std::push_heap(heap.begin(), heap.end(), greater);
+    } else if (depth > heap.front().first) {
+      std::pop_heap(heap.begin(), heap.end(), greater);
+      heap.back() = {depth, name};
+      std::push_heap(heap.begin(), heap.end(), greater);
+    }
+  };
+  std::vector<Candidate> deepest, dead;
+  state_->for_each_mailbox([&](std::string_view name, uint64_t messages, uint64_t bytes) {
+    if (messages == 0) return;
+    o.mailboxes += 1;
+    o.messages += messages;
+    o.bytes += bytes;
+    if (o.leased_known) o.leased += state_->stats(name, now).leased;
+    const std::string_view suffix(limits::kDeadLetterSuffix, limits::kDeadLetterSuffixBytes);
+    if (name.size() > suffix.size() && name.substr(name.size() - suffix.size()) == suffix) {
+      o.dead_letter_messages += messages;
+      keep(dead, messages, name);
+    }
+    keep(deepest, messages, name);
+  });
+  auto finish = [&](std::vector<Candidate>& heap, std::vector<MailboxOverview::Box>* out) {
+    std::sort(heap.begin(), heap.end(), [](const Candidate& a, const Candidate& b) {
+      return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
+    for (const auto& [depth, name] : heap) {
+      const MailboxStats st = state_->stats(name, now);
+      out->push_back({std::string(name), st.messages, st.bytes, st.leased, st.oldest_age_ms});
+    }
+  };
+  finish(deepest, &o.deepest);
+  finish(dead, &o.dead_letters);
+  return o;
 }
 
 bool RaftDriver::is_leader() const { return raft_initialized_ && raft_state(const_cast<raft*>(&raft_)) == RAFT_LEADER; }

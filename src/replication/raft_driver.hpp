@@ -28,6 +28,7 @@
 // Callbacks passed in are called exactly once.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -45,6 +46,7 @@
 #include "replication/raft_include.hpp"
 #include "replication/requests.hpp"
 #include "replication/snapshot_store.hpp"
+#include "util/latency_histogram.hpp"
 
 namespace mailbox {
 
@@ -187,6 +189,46 @@ struct DriverStatus {
   bool log_disk_full = false;      // the log writer waits for disk space
   uint64_t refused_disk_full = 0;  // client requests refused: this leader's disk was full
   uint64_t disk_full_transfers = 0;  // leadership handed off because the disk was full
+  // Operability (metrics, status page): each other member's match index as
+  // the leader sees it (empty on a follower), and snapshot bytes written.
+  struct Follower {
+    uint64_t id = 0;
+    uint64_t match_index = 0;
+  };
+  std::vector<Follower> followers;
+  uint64_t snapshot_bytes_written = 0;
+};
+
+// Timings for metrics, recorded on the loop thread, read from any thread.
+struct DriverTimings {
+  LatencyHistogram apply;     // the state machine applying one entry
+  LatencyHistogram commit;    // a command entry from proposal to applied (leader)
+  LatencyHistogram snapshot;  // a snapshot from its start to durable on disk
+};
+
+// A bounded view of the mailboxes for operators (the status page, metrics):
+// the deepest, the dead-letter ones, and totals. Computed on request.
+inline constexpr size_t kMaxOverviewMailboxes = 20;
+// Above this many stored messages the leased total is not counted (it walks
+// every message); the overview says so with leased_known = false.
+inline constexpr uint64_t kMaxOverviewScanMessages = 200'000;
+struct MailboxOverview {
+  struct Box {
+    std::string name;
+    uint64_t messages = 0;
+    uint64_t bytes = 0;
+    uint64_t leased = 0;
+    int64_t oldest_age_ms = 0;
+  };
+  std::vector<Box> deepest;       // by messages, at most kMaxOverviewMailboxes
+  std::vector<Box> dead_letters;  // dead-letter mailboxes holding messages, deepest first, bounded alike
+  uint64_t mailboxes = 0;
+  uint64_t messages = 0;
+  uint64_t bytes = 0;
+  uint64_t leased = 0;
+  bool leased_known = false;
+  uint64_t dead_letter_messages = 0;
+  // The queue features (issue #15) add delayed messages here.
 };
 
 class RaftDriver {
@@ -239,6 +281,9 @@ class RaftDriver {
 
   DriverStatus status() const;
   bool is_leader() const;
+  const DriverTimings& timings() const { return timings_; }
+  // Loop thread: a walk of every mailbox (O(mailboxes)); call rarely.
+  MailboxOverview mailbox_overview() const;
   uint64_t leader_id() const;
   // The configuration is this node alone, as a voter.
   bool sole_voter() const;
@@ -266,7 +311,8 @@ class RaftDriver {
     uint64_t term = 0;
     std::vector<CommandCallback> callbacks;
     std::vector<std::pair<size_t, PendingCommand>> retries;  // long-polls, to park on `empty`
-    int64_t leadership_lost_ms = 0;  // 0 while this node leads and its disk has space
+    std::chrono::steady_clock::time_point proposed_at{};     // for the commit timing
+    int64_t leadership_lost_ms = 0;                           // 0 while this node leads and its disk has space
   };
   // A barrier entry and the reads waiting for it.
   struct Barrier {
@@ -401,6 +447,9 @@ class RaftDriver {
   uint64_t snapshots_taken_ = 0;
   uint64_t snapshots_installed_ = 0;
   int64_t longest_snapshot_stall_us_ = 0;
+  DriverTimings timings_;
+  std::chrono::steady_clock::time_point snapshot_started_{};
+  uint64_t snapshot_bytes_written_ = 0;
 
   std::unique_ptr<MembershipChange> change_;
   std::deque<std::pair<MembershipRequest, StatusCallback>> queued_changes_;

@@ -25,6 +25,10 @@ namespace mailbox {
 namespace {
 
 constexpr uint64_t kStatusRefreshIntervalMs = 20;  // also the driver's tick
+// The mailbox overview: recomputed at most this often, while it was asked
+// for within the interest window.
+constexpr int64_t kOverviewIntervalMs = 1000;
+constexpr int64_t kOverviewInterestMs = 30'000;
 constexpr int64_t kPrepareIntervalMs = 200;       // the helper checks prepared segments
 constexpr int kMaxLogWriteRetries = 3;            // an EIO is retried, then fatal
 constexpr int64_t kLogWriteRetryMs = 10;
@@ -175,6 +179,9 @@ struct RaftNode::Impl : DriverEnv, TransportHandler {
   std::atomic<bool> disk_full{false};
   mutable std::mutex status_mutex;
   RaftNodeStatus status_view;  // guarded by status_mutex
+  MailboxOverview overview_view;  // guarded by status_mutex
+  std::atomic<int64_t> overview_wanted_until_ms{0};
+  int64_t overview_computed_ms = 0;  // loop thread
   LatencyHistogram loop_iterations;
   LatencyHistogram log_writes;
   std::atomic<uint64_t> entries_written{0};
@@ -461,6 +468,13 @@ void RaftNode::Impl::on_tick() {
   if (closing) return;
   driver->tick();
   refresh_status();
+  const int64_t now = steady_ms();
+  if (now < overview_wanted_until_ms.load() && now - overview_computed_ms >= kOverviewIntervalMs) {
+    overview_computed_ms = now;
+    MailboxOverview o = driver->mailbox_overview();
+    std::lock_guard<std::mutex> lock(status_mutex);
+    overview_view = std::move(o);
+  }
   if (log->prepared_count() < kPreparedSegments) helper.post([this] { log->prepare(); });
 }
 
@@ -520,6 +534,14 @@ void RaftNode::Impl::refresh_status() {
   s.forwards_received = t.forwards_received;
   s.forwards_lost = t.forwards_lost;
   s.forwards_pending = forwards.size();
+  s.followers = d.followers;
+  s.snapshot_bytes_written = d.snapshot_bytes_written;
+  s.loop_iteration_us = loop_iterations.snapshot();
+  s.log_write_us = log_writes.snapshot();
+  s.log_fsync_us = log->fsync_timings().snapshot();
+  s.apply_us = driver->timings().apply.snapshot();
+  s.commit_us = driver->timings().commit.snapshot();
+  s.snapshot_us = driver->timings().snapshot.snapshot();
   std::lock_guard<std::mutex> lock(status_mutex);
   status_view = std::move(s);
 }
@@ -1007,6 +1029,13 @@ RaftNodeStatus RaftNode::status() const {
   RaftNodeStatus s = impl_->status_view;
   s.running = impl_->running.load();
   return s;
+}
+
+MailboxOverview RaftNode::mailbox_overview() const {
+  if (!impl_) return MailboxOverview{};
+  impl_->overview_wanted_until_ms.store(steady_ms() + kOverviewInterestMs);
+  std::lock_guard<std::mutex> lock(impl_->status_mutex);
+  return impl_->overview_view;
 }
 
 bool RaftNode::is_leader() const { return impl_ && impl_->is_leader.load(); }

@@ -47,6 +47,7 @@
 #include "core/commands.hpp"
 #include "core/errors.hpp"
 #include "core/state_machine.hpp"
+#include "replication/raft_driver.hpp"
 #include "replication/requests.hpp"
 
 namespace mailbox {
@@ -128,6 +129,11 @@ struct RaftNodeStatus {
   uint64_t forwards_received = 0;  // requests others handed to this node
   uint64_t forwards_lost = 0;      // sent, then the connection closed before the answer
   size_t forwards_pending = 0;
+  // Operability (metrics): the leader's view of each follower, snapshot
+  // bytes written, and timings (microseconds).
+  std::vector<DriverStatus::Follower> followers;
+  uint64_t snapshot_bytes_written = 0;
+  HistogramSnapshot loop_iteration_us, log_write_us, log_fsync_us, apply_us, commit_us, snapshot_us;
 };
 
 class RaftNode {
@@ -173,6 +179,11 @@ class RaftNode {
   void set_forward_handler(ForwardHandler handler);
 
   RaftNodeStatus status() const;
+  // The mailboxes' overview (deepest, dead letters, totals): computed on the
+  // loop thread about once a second while someone keeps asking (for
+  // kOverviewInterestMs after the last call); the latest, possibly empty
+  // until the first computation.
+  MailboxOverview mailbox_overview() const;
   // Cheap views for the hot path (atomics).
   bool is_leader() const;
   uint64_t leader_id() const;

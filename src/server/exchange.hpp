@@ -12,6 +12,7 @@
 // Ownership: shared (SharedExchange); the last reference ends it.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,6 +35,12 @@ class Exchange {
   virtual void reply(std::string_view key, std::string_view payload, std::string_view encoding,
                      std::optional<std::string_view> attachment) = 0;
   virtual void reply_error(std::string_view payload, std::string_view encoding) = 0;
+
+  // For metrics (server/metrics.hpp): when the request arrived, and the
+  // slot of its operation once known (-1: not a counted request). Set by
+  // the thread that parses it, before it is handed on.
+  const std::chrono::steady_clock::time_point arrived_at = std::chrono::steady_clock::now();
+  int metric_slot = -1;
 };
 
 using SharedExchange = std::shared_ptr<Exchange>;

@@ -1,5 +1,6 @@
 #include "server/service.hpp"
 
+#include "core/assert.hpp"
 #include "server/replies.hpp"
 
 #include <pthread.h>
@@ -146,13 +147,107 @@ bool MailboxService::publication_authorized(std::optional<std::string_view> atta
   if (s.is_ok()) s = auth::authorize(*claims, auth::Right::kPut, mailbox);
   if (s.is_ok()) return true;
   counters_.publications_unauthorized.fetch_add(1, std::memory_order_relaxed);
-  counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
-  log_debug("dropped publication on %s: %s", mailbox.c_str(), s.message.c_str());
+  count_dropped(DropReason::kUnauthorized);
+  log_request_debug("publication", mailbox.c_str(), "dropped: %s", s.message.c_str());
   return false;
 }
 
 MailboxService::MailboxService(ServiceOptions options, zenoh::Session& session, RaftNode& node)
-    : options_(std::move(options)), session_(session), node_(node) {}
+    : options_(std::move(options)), session_(session), node_(node) {
+  // One slot per operation (operation_name answers "consume" for values
+  // past the last operation), then publications and unparsed requests.
+  for (int i = 0; i < kMetricSlotPublication; ++i) {
+    const std::string_view name = operation_name(static_cast<Operation>(i));
+    if (i > 0 && name == operation_name(static_cast<Operation>(0))) break;
+    request_metrics_.name_operation(i, name);
+  }
+  request_metrics_.name_operation(kMetricSlotPublication, "publication");
+  request_metrics_.name_operation(kMetricSlotUnparsed, "unknown");
+}
+
+void MailboxService::count_dropped(DropReason reason, uint64_t n) {
+  counters_.publications_dropped.fetch_add(n, std::memory_order_relaxed);
+  counters_.publications_dropped_by[static_cast<size_t>(reason)].fetch_add(n, std::memory_order_relaxed);
+}
+
+void MailboxService::count_reply(const Exchange& exchange, ErrorCode code) {
+  if (exchange.metric_slot < 0) return;
+  request_metrics_.count(static_cast<size_t>(exchange.metric_slot), code);
+  request_metrics_.record_latency_us(
+      static_cast<size_t>(exchange.metric_slot),
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::steady_clock::now() - exchange.arrived_at)
+                                .count()));
+}
+
+MetricsInput MailboxService::metrics_input() const {
+  MetricsInput in;
+  in.node_id = options_.node_id;
+  in.cluster = options_.cluster_name;
+  in.raft = node_.status();
+  in.mailboxes = node_.mailbox_overview();
+  in.requests = request_metrics_.rows();
+  in.request_latency = request_metrics_.latencies();
+  for (size_t i = 0; i < kDropReasons; ++i) {
+    in.publications_dropped[i] = counters_.publications_dropped_by[i].load(std::memory_order_relaxed);
+  }
+  in.publications_received = counters_.publications.load(std::memory_order_relaxed);
+  in.publications_forwarded = counters_.publications_forwarded.load(std::memory_order_relaxed);
+  in.queries_received = counters_.queries.load(std::memory_order_relaxed);
+  in.queries_forwarded = counters_.queries_forwarded.load(std::memory_order_relaxed);
+  in.rejected_overload = counters_.rejected_overload.load(std::memory_order_relaxed);
+  in.uptime_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
+  return in;
+}
+
+std::vector<std::string> MailboxService::cluster_statuses(int64_t timeout_ms) {
+  struct Gathered {
+    std::mutex mutex;
+    std::condition_variable done;
+    std::vector<std::string> statuses;
+    size_t outstanding = 0;
+  };
+  auto gathered = std::make_shared<Gathered>();
+  const std::string base = options_.prefix + "/@cluster/node/";
+  for (const RaftServerInfo& server : node_.status().configuration) {
+    if (server.id == options_.node_id) continue;
+    ForwardedRequest request;
+    request.kind = ForwardedRequest::Kind::kAdmin;
+    request.key = base + std::to_string(server.id) + "/status";
+    {
+      std::lock_guard<std::mutex> lock(gathered->mutex);
+      gathered->outstanding += 1;
+    }
+    const bool sent = node_.forward(server.id, encode_forwarded_request(request), timeout_ms,
+                                    [gathered](Status status, std::string answer) {
+                                      ForwardedAnswer decoded;
+                                      std::lock_guard<std::mutex> lock(gathered->mutex);
+                                      if (status.is_ok() && decode_forwarded_answer(answer, &decoded) &&
+                                          decoded.replies.size() == 1 && decoded.replies.front().ok) {
+                                        gathered->statuses.push_back(decoded.replies.front().payload);
+                                      }
+                                      gathered->outstanding -= 1;
+                                      gathered->done.notify_all();
+                                    });
+    if (!sent) {
+      std::lock_guard<std::mutex> lock(gathered->mutex);
+      gathered->outstanding -= 1;
+    }
+  }
+  std::unique_lock<std::mutex> lock(gathered->mutex);
+  gathered->done.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return gathered->outstanding == 0; });
+  return gathered->statuses;
+}
+
+std::string MailboxService::status_page(int64_t timeout_ms) {
+  std::string json = status_page_json(metrics_input());
+  MAILBOX_ASSERT(!json.empty() && json.back() == '}', "status page JSON is an object");
+  json.pop_back();
+  json += ",\"cluster_nodes\":[" + status_json(options_.node_id, node_.status(), counters_);
+  for (const auto& peer : cluster_statuses(timeout_ms)) json += "," + peer;
+  return json + "]}";
+}
 
 MailboxService::~MailboxService() {
   node_.set_forward_handler(nullptr);
@@ -202,7 +297,7 @@ void MailboxService::stop_accepting() {
   }
   settle_waiting(/*all=*/true);
   std::lock_guard<std::mutex> lock(held_mutex_);
-  counters_.publications_dropped.fetch_add(held_publications_.size(), std::memory_order_relaxed);
+  count_dropped(DropReason::kShutdown, held_publications_.size());
   held_publications_.clear();
   held_publication_bytes_ = 0;
 }
@@ -247,6 +342,7 @@ void MailboxService::on_query(zenoh::Query&& raw) {
 // is answered there. A valid request is acted on here if this node leads,
 // handed to the leader otherwise.
 void MailboxService::serve_request(SharedExchange exchange) {
+  exchange->metric_slot = kMetricSlotUnparsed;
   if (!admit()) {
     // Not admitted: answer without counting it (bounded by Zenoh's own queues).
     inflight_.fetch_add(1, std::memory_order_relaxed);
@@ -266,6 +362,7 @@ void MailboxService::serve_request(SharedExchange exchange) {
   Request request;
   Status s = parse_query(options_.prefix, exchange->key(), exchange->parameters(), options_.request_limits, &request);
   if (!s.is_ok()) return reply_error(std::move(exchange), std::move(s));
+  exchange->metric_slot = static_cast<int>(request.op);
   if (claims) {
     s = auth::authorize(*claims, required_right(request.op), request.mailbox);
     if (!s.is_ok()) {
@@ -279,6 +376,7 @@ void MailboxService::serve_request(SharedExchange exchange) {
                                                               " takes no payload"));
   }
   if (leads()) return act(std::move(exchange), std::move(request));
+  exchange->metric_slot = -1;  // counted by the node that answers it
   if (auto* forwarded = dynamic_cast<ForwardedExchange*>(exchange.get())) {
     // Handed here by a node that thought this one leads: it goes on.
     forwarded->answer_not_leader(node_.leader_id());
@@ -559,14 +657,23 @@ void MailboxService::serve_admin_here(SharedExchange exchange, std::string_view 
   if (op == "status") {
     return reply_json(std::move(exchange), status_json(options_.node_id, node_.status(), counters_));
   }
+  if (op == "metrics") {  // the same numbers as --metrics-listen's /metrics
+    const std::string text = prometheus_text(metrics_input());
+    worker_.push([this, exchange = std::move(exchange), text]() mutable {
+      exchange->reply(exchange->key(), text, "text/plain", std::nullopt);
+      exchange.reset();
+      release();
+    });
+    return;
+  }
   MembershipRequest request;
   if (op == "add") request.op = MembershipRequest::Op::kAdd;
   else if (op == "remove") request.op = MembershipRequest::Op::kRemove;
   else if (op == "transfer") request.op = MembershipRequest::Op::kTransfer;
   else {
     return reply_error(std::move(exchange), Status::error(ErrorCode::kInvalidArgument,
-                                                          "unknown cluster operation: use status, add, remove, "
-                                                          "transfer"));
+                                                          "unknown cluster operation: use status, metrics, add, "
+                                                          "remove, transfer"));
   }
   // Membership changes need the `admin` right (status does not: every
   // authenticated session may read it; it names no mailbox).
@@ -658,6 +765,7 @@ void MailboxService::submit_read(SharedExchange exchange, ReadRequest&& read, bo
 
 void MailboxService::reply_error(SharedExchange exchange, Status status) {
   worker_.push([this, exchange = std::move(exchange), status = std::move(status)]() mutable {
+    count_reply(*exchange, status.code);
     exchange->reply_error(error_reply(status), kJsonEncoding);
     exchange.reset();  // finishes it here, on the worker
     release();
@@ -666,6 +774,7 @@ void MailboxService::reply_error(SharedExchange exchange, Status status) {
 
 void MailboxService::reply_json(SharedExchange exchange, std::string json) {
   worker_.push([this, exchange = std::move(exchange), json = std::move(json)]() mutable {
+    count_reply(*exchange, ErrorCode::kOk);
     exchange->reply(exchange->key(), json, kJsonEncoding, std::nullopt);
     exchange.reset();
     release();
@@ -684,6 +793,7 @@ void MailboxService::reply_messages(SharedExchange exchange, std::string mailbox
                                     bool batch_shape) {
   worker_.push([this, exchange = std::move(exchange), mailbox = std::move(mailbox), messages = std::move(messages),
                 batch_shape]() mutable {
+    count_reply(*exchange, ErrorCode::kOk);
     // A repeat (rid) of a batch may come without n=: never drop messages.
     if (batch_shape || messages.size() > 1) {
       std::string payload;
@@ -712,8 +822,9 @@ void MailboxService::on_publication(const zenoh::Sample& sample) {
   const bool valid = s.is_ok() && !sample.payload.empty() && sample.payload.size() <= options_.max_payload_bytes &&
                      sample.encoding.size() <= limits::kMaxEncodingBytes;
   if (!valid) {
-    counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
-    log_debug("dropped publication on %.*s", static_cast<int>(sample.key.size()), sample.key.data());
+    count_dropped(DropReason::kInvalid);
+    log_request_debug("publication", s.is_ok() ? mailbox.c_str() : nullptr, "dropped: invalid (key %.*s, %zu bytes)",
+                      static_cast<int>(sample.key.size()), sample.key.data(), sample.payload.size());
     return;
   }
   if (!publication_authorized(sample.attachment, mailbox)) return;
@@ -721,11 +832,13 @@ void MailboxService::on_publication(const zenoh::Sample& sample) {
                               owned(sample.attachment), sample.timestamp ? publication_id(*sample.timestamp) : 0,
                               steady_now_ms()};
   if (leads()) {
+    std::string box = publication.mailbox;
     return store_publication(std::move(publication.mailbox), std::move(publication.encoding),
-                             std::move(publication.payload), publication.publication_id, [this](Status status) {
+                             std::move(publication.payload), publication.publication_id,
+                             [this, box = std::move(box)](Status status) {
                                if (status.is_ok()) return;
-                               counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
-                               log_warn("publication not stored: %s", status.message.c_str());
+                               count_dropped(DropReason::kRefused);
+                               log_request_warn("publication", box.c_str(), "not stored: %s", status.message.c_str());
                              });
   }
   const uint64_t leader = node_.leader_id();
@@ -739,7 +852,7 @@ void MailboxService::hold_publication(HeldPublication publication) {
   if (!accepting_.load() || steady_now_ms() - publication.arrival_ms > limits::kMaxPublicationHoldMs ||
       held_publications_.size() >= limits::kMaxHeldPublications ||
       held_publication_bytes_ + bytes > limits::kMaxHeldPublicationBytes) {
-    counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
+    count_dropped(DropReason::kOverload);
     return;
   }
   held_publication_bytes_ += bytes;
@@ -761,7 +874,7 @@ void MailboxService::forward_held_publications() {
                                  held_publications_.front().encoding.size() +
                                  held_publications_.front().mailbox.size();
       held_publications_.pop_front();
-      counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
+      count_dropped(DropReason::kExpired);
     }
     if (!leading && (leader == 0 || leader == options_.node_id)) return;  // keep holding
     batch.swap(held_publications_);
@@ -769,11 +882,13 @@ void MailboxService::forward_held_publications() {
   }
   for (auto& held : batch) {
     if (leading) {
+      std::string box = held.mailbox;
       store_publication(std::move(held.mailbox), std::move(held.encoding), std::move(held.payload),
-                        held.publication_id, [this](Status status) {
+                        held.publication_id, [this, box = std::move(box)](Status status) {
                           if (status.is_ok()) return;
-                          counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
-                          log_warn("held publication not stored: %s", status.message.c_str());
+                          count_dropped(DropReason::kRefused);
+                          log_request_warn("publication", box.c_str(), "held, then not stored: %s",
+                                           status.message.c_str());
                         });
     } else {
       forward_publication(std::move(held), leader);
@@ -810,9 +925,9 @@ void MailboxService::forward_publication(HeldPublication publication, uint64_t l
                             (status.code == ErrorCode::kUnknownOutcome && publication.publication_id != 0);
                   }
                   if (again) return hold_publication(std::move(publication));
-                  counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
-                  log_warn("publication not stored by the leader: %s",
-                           status.is_ok() ? "refused" : status.message.c_str());
+                  count_dropped(DropReason::kRefused);
+                  log_request_warn("publication", publication.mailbox.c_str(), "not stored by the leader: %s",
+                                   status.is_ok() ? "refused" : status.message.c_str());
                 });
 }
 

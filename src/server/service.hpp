@@ -58,6 +58,7 @@
 #include "replication/raft_node.hpp"
 #include "server/exchange.hpp"
 #include "server/forwarding.hpp"
+#include "server/metrics.hpp"
 #include "server/reply_worker.hpp"
 #include "server/request.hpp"
 
@@ -66,6 +67,7 @@ namespace mailbox {
 struct ServiceOptions {
   std::string prefix = "forge/mailbox";
   uint64_t node_id = 1;
+  std::string cluster_name = "mailbox";  // shown by metrics and the status page
   size_t max_payload_bytes = limits::kDefaultMaxPayloadBytes;
   int64_t default_ttl_ms = limits::kDefaultTtlMs;
   RequestLimits request_limits;
@@ -90,6 +92,7 @@ struct ServiceCounters {
   std::atomic<uint64_t> unauthorized{0};               // queries refused: no valid token
   std::atomic<uint64_t> forbidden{0};                  // queries refused: the token lacks the right
   std::atomic<uint64_t> publications_unauthorized{0};  // dropped (also in publications_dropped)
+  std::array<std::atomic<uint64_t>, kDropReasons> publications_dropped_by{};  // by DropReason
 };
 
 // The right a request needs (SPEC v2: ack, nack and extend need `ack`).
@@ -111,6 +114,20 @@ class MailboxService {
   void drain_replies();
 
   const ServiceCounters& counters() const { return counters_; }
+
+  // Operability (issue #14), from any thread; never blocks on the Raft loop
+  // or a Zenoh callback. `metrics_input`: this node's numbers.
+  // `cluster_statuses`: every other member's status JSON (admin `status`),
+  // asked over the Raft transport and waited for at most `timeout_ms`; a
+  // member that does not answer is left out. Not from a Zenoh callback.
+  MetricsInput metrics_input() const;
+  std::vector<std::string> cluster_statuses(int64_t timeout_ms);
+  // The status page's JSON (status_page_json) with "cluster_nodes": every
+  // reachable member's status, this node's first.
+  std::string status_page(int64_t timeout_ms);
+  // Slots of RequestMetrics beyond the operations.
+  static constexpr int kMetricSlotPublication = kMaxMetricOperations - 2;
+  static constexpr int kMetricSlotUnparsed = kMaxMetricOperations - 1;
 
  private:
   // Zenoh callbacks.
@@ -161,6 +178,9 @@ class MailboxService {
   // its mailbox is dropped and counted.
   bool publication_authorized(std::optional<std::string_view> attachment, const std::string& mailbox);
 
+  void count_dropped(DropReason reason, uint64_t n = 1);
+  void count_reply(const Exchange& exchange, ErrorCode code);
+
   bool admit();
   void release() { inflight_.fetch_sub(1, std::memory_order_relaxed); }
 
@@ -206,6 +226,8 @@ class MailboxService {
   bool watcher_stop_ = false;
   std::atomic<size_t> inflight_{0};
   ServiceCounters counters_;
+  RequestMetrics request_metrics_;
+  std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace mailbox

@@ -15,6 +15,14 @@
 
 namespace mailbox {
 
+// A plain copy of a histogram's counters (for metrics: Prometheus buckets
+// are cumulative; these are not).
+struct HistogramSnapshot {
+  std::array<uint64_t, 17> counts{};  // per bucket, the last one +Inf
+  uint64_t sum_us = 0;
+  uint64_t count = 0;
+};
+
 class LatencyHistogram {
  public:
   // Upper bounds of the buckets, in microseconds; the last bucket is +Inf.
@@ -39,6 +47,16 @@ class LatencyHistogram {
     return t;
   }
   uint64_t sum_us() const { return sum_us_.load(std::memory_order_relaxed); }
+  HistogramSnapshot snapshot() const {
+    static_assert(HistogramSnapshot{}.counts.size() == kBuckets);
+    HistogramSnapshot s;
+    for (size_t i = 0; i < kBuckets; ++i) {
+      s.counts[i] = count(i);
+      s.count += s.counts[i];
+    }
+    s.sum_us = sum_us();
+    return s;
+  }
   uint64_t max_us() const { return max_us_.load(std::memory_order_relaxed); }
   // The upper bound of the bucket holding the q-quantile (q in [0, 1]);
   // 0 when empty; the largest bound for the +Inf bucket.
