@@ -1184,7 +1184,9 @@ void World::peek() {
   for (auto& n : nodes_) {
     if (n->up()) issued = std::max(issued, n->driver().status().commit_index);
   }
-  ReadRequest read{ReadRequest::Kind::kPeek, kMailboxes[client_rng_.below(3)], 1, 0};
+  ReadRequest read;
+  read.kind = ReadRequest::Kind::kPeek;
+  read.mailbox = kMailboxes[client_rng_.below(3)];
   const std::string mailbox = read.mailbox;
   SimNode* n = node(l);
   n->driver().submit_read(std::move(read), [this, n, issued, mailbox](ReadResult&& r) {
