@@ -271,6 +271,8 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   CLI::App app{"mailbox: command-line client of the mailbox service"};
   app.require_subcommand(1);
+  // Global options (--json, --connect, ...) may come after the subcommand too.
+  app.fallthrough();
   std::vector<std::string> connect{"tcp/127.0.0.1:7447"};
   std::string prefix = "forge/mailbox";
   uint64_t timeout_ms = 10000;
