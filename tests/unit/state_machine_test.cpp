@@ -699,6 +699,21 @@ TEST(StateMachine, ListPagesInNameOrder) {
 
 // ---------------------------------------------------------------- v2: snapshots
 
+TEST(StateMachine, VersionOneSnapshotStillRestores) {
+  // Without rid records, format 1 differs from format 2 only in its version.
+  StateMachine a;
+  a.apply(at(10, {put("x", "1"), put("y", "2", 500)}));
+  a.apply(at(20, {take("x", 1, 1000)}));
+  std::string bytes = a.serialize();
+  bytes[0] = 1;
+  StateMachine b;
+  ASSERT_TRUE(b.restore(bytes));
+  EXPECT_EQ(a.digest(), b.digest());
+  EXPECT_EQ(b.next_sweep_due_ms(), 510);
+  bytes[0] = 3;
+  EXPECT_FALSE(b.restore(bytes));
+}
+
 TEST(StateMachine, SnapshotRoundTripKeepsDelayedLeasedAndV2Records) {
   StateMachine a;
   StateConfig config;
