@@ -69,11 +69,19 @@ std::vector<ClientReply> Client::query(const std::string& selector, const zenoh:
   return std::move(state->replies);
 }
 
-bool Client::publish(const std::string& key, const std::string& payload, const std::optional<std::string>& encoding) {
+bool Client::publish(const std::string& key, const std::string& payload, const std::optional<std::string>& encoding,
+                     const std::vector<std::pair<std::string, std::string>>& options) {
   std::optional<std::string_view> enc;
   if (encoding) enc = *encoding;
+  std::string with_options;
   std::optional<std::string_view> attachment;
   if (!attachment_.empty()) attachment = attachment_;
+  if (!options.empty()) {
+    nlohmann::json object = attachment_.empty() ? nlohmann::json::object() : nlohmann::json::parse(attachment_);
+    for (const auto& [name, value] : options) object[name] = value;
+    with_options = object.dump();
+    attachment = with_options;
+  }
   return session_->put(key, payload, enc, attachment);
 }
 

@@ -49,7 +49,10 @@ class Client {
   std::vector<ClientReply> query(const std::string& selector, const zenoh::GetOptions& options);
   // A fire-and-forget put with blocking congestion control: Zenoh never
   // drops it on the way to the service (docs/PROTOCOL.md).
-  bool publish(const std::string& key, const std::string& payload, const std::optional<std::string>& encoding);
+  // `options` go into the attachment beside the token (SPEC v2: a
+  // publication's `{"delay": "30s", "ttl": "1h"}`).
+  bool publish(const std::string& key, const std::string& payload, const std::optional<std::string>& encoding,
+               const std::vector<std::pair<std::string, std::string>>& options = {});
 
  private:
   std::shared_ptr<zenoh::Session> session_;

@@ -1,5 +1,5 @@
 // mailbox: the command-line client. put, get (consume), peek, ack, nack,
-// stats and watch against a mailboxd reachable at --connect (default
+// extend, stats, ls, purge, redrive and watch against a mailboxd reachable at --connect (default
 // tcp/127.0.0.1:7447, or tls/127.0.0.1:7447 with --tls-ca); `keys create`
 // and `token create` make the Ed25519 keys and tokens of secure mode
 // (docs/SECURITY.md). Every request carries --token / MAILBOX_TOKEN.
@@ -7,6 +7,7 @@
 // Exit codes: 0 ok, 1 the service answered with an error, 2 usage error,
 // 3 the mailbox is empty, 4 no reply (no server reachable, or timeout).
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +17,7 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <functional>
 #include <thread>
 #include <algorithm>
 
@@ -197,6 +199,63 @@ bool valid_duration(const std::string& text) {
   return text.empty() || mailbox::parse_duration_ms(text, &ms);
 }
 
+// `watch --exec`: runs `command` under /bin/sh with the message's payload on
+// its stdin and its metadata in MAILBOX_ID, MAILBOX_MAILBOX and
+// MAILBOX_DELIVERIES; calls `tick` about every `tick_ms` while it runs.
+// Returns its exit status (-1 when it could not run or was killed).
+int run_handler(const std::string& command, const Message& m, int64_t tick_ms, const std::function<void()>& tick) {
+  int in[2];
+  if (pipe(in) != 0) return -1;
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(in[0]);
+    close(in[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    dup2(in[0], STDIN_FILENO);
+    close(in[0]);
+    close(in[1]);
+    setenv("MAILBOX_ID", m.meta.value("id", "").c_str(), 1);
+    setenv("MAILBOX_MAILBOX", m.meta.value("mailbox", "").c_str(), 1);
+    setenv("MAILBOX_DELIVERIES", std::to_string(m.meta.value("deliveries", 0)).c_str(), 1);
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(in[0]);
+  // The payload is written from its own thread: a handler that does not
+  // read its stdin must not block the lease extension.
+  std::thread writer([fd = in[1], payload = m.payload] {
+    size_t done = 0;
+    while (done < payload.size()) {
+      const ssize_t n = write(fd, payload.data() + done, payload.size() - done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    close(fd);
+  });
+  int status = 0;
+  auto last_tick = std::chrono::steady_clock::now();
+  constexpr auto kPoll = std::chrono::milliseconds(20);
+  for (;;) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0) {
+      status = -1;
+      break;
+    }
+    std::this_thread::sleep_for(kPoll);
+    if (tick && std::chrono::steady_clock::now() - last_tick >= std::chrono::milliseconds(tick_ms)) {
+      tick();
+      last_tick = std::chrono::steady_clock::now();
+    }
+  }
+  writer.join();
+  return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool stdin_is_terminal() { return isatty(STDIN_FILENO) == 1; }
+
 uint64_t timeout_for_wait(uint64_t timeout_ms, const std::string& wait) {
   int64_t wait_ms = 0;
   if (!wait.empty() && mailbox::parse_duration_ms(wait, &wait_ms)) {
@@ -212,6 +271,8 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   CLI::App app{"mailbox: command-line client of the mailbox service"};
   app.require_subcommand(1);
+  // Global options (--json, --connect, ...) may come after the subcommand too.
+  app.fallthrough();
   std::vector<std::string> connect{"tcp/127.0.0.1:7447"};
   std::string prefix = "forge/mailbox";
   uint64_t timeout_ms = 10000;
@@ -249,7 +310,10 @@ int main(int argc, char** argv) {
   put->add_option("--ttl", ttl, "time to live, e.g. 30s, 5m, 24h");
   put->add_option("--encoding", encoding, "Zenoh encoding of the payload, e.g. text/plain");
   put->add_option("--rid", rid, "idempotency key: a repeat returns the first id");
-  put->add_flag("--fire-and-forget", fire_and_forget, "publish without acknowledgement");
+  put->add_flag("--fire-and-forget", fire_and_forget,
+                "publish without acknowledgement (--ttl and --delay travel in the attachment)");
+  std::string delay;
+  put->add_option("--delay", delay, "delayed delivery: visible only after this long (at most 366 days)");
 
   auto* get = app.add_subcommand("get", "consume: take the oldest message(s) and print them");
   get->alias("consume");
@@ -273,8 +337,37 @@ int main(int argc, char** argv) {
   nack->add_option("id", message_id, "message id")->required();
   nack->add_option("--rid", rid, "idempotency key");
 
+  auto* extend = app.add_subcommand("extend", "keep a leased message hidden longer: its lease ends LEASE from now");
+  extend->add_option("mailbox", box, "mailbox name")->required();
+  extend->add_option("id", message_id, "message id")->required();
+  extend->add_option("lease", lease, "the new lease, from now, e.g. 30s")->required();
+  extend->add_option("--rid", rid, "idempotency key");
+
   auto* stats = app.add_subcommand("stats", "print a mailbox's statistics as JSON");
   stats->add_option("mailbox", box, "mailbox name")->required();
+
+  std::string list_pattern = "*";
+  std::string list_sort = "name";
+  uint64_t list_limit = 0;
+  uint32_t list_page = 1000;
+  auto* ls = app.add_subcommand("ls", "list mailboxes that hold messages, with their statistics (pages through all)");
+  ls->add_option("pattern", list_pattern, "* or a name with $* wildcards, e.g. 'team-$*'")->capture_default_str();
+  ls->add_option("--sort", list_sort, "name, depth (most messages first) or age (oldest message first)")
+      ->check(CLI::IsMember({"name", "depth", "age"}))
+      ->capture_default_str();
+  ls->add_option("--limit", list_limit, "show at most this many mailboxes (0: all)");
+  ls->add_option("--page-size", list_page, "mailboxes per query (1..10000)")->capture_default_str();
+
+  bool assume_yes = false;
+  auto* purge = app.add_subcommand("purge", "remove every message of a mailbox (asks first on a terminal)");
+  purge->add_option("mailbox", box, "mailbox name")->required();
+  purge->add_flag("-y,--yes", assume_yes, "do not ask for confirmation");
+  purge->add_option("--rid", rid, "idempotency key");
+
+  auto* redrive = app.add_subcommand("redrive", "move dead letters from <mailbox>.dlq back to <mailbox>");
+  redrive->add_option("mailbox", box, "mailbox name (not the .dlq one)")->required();
+  redrive->add_option("-n,--count", count, "move at most this many (1..100000; default: all that fit)");
+  redrive->add_option("--rid", rid, "idempotency key");
 
   auto* cluster = app.add_subcommand("cluster", "cluster status and membership");
   cluster->require_subcommand(1);
@@ -353,6 +446,10 @@ int main(int argc, char** argv) {
   watch->add_flag("--auto-ack", auto_ack, "ack each leased message after printing it");
   watch->add_option("--wait", wait, "long-poll wait per query")->default_str("30s");
   watch->add_option("--limit", watch_limit, "stop after this many messages (0: never)");
+  std::string watch_exec;
+  watch->add_option("--exec", watch_exec,
+                    "run this shell command per message (payload on stdin, MAILBOX_ID in the environment); with "
+                    "--lease the lease is extended while it runs, then acked if it exits 0, nacked otherwise");
   CLI11_PARSE(app, argc, argv);
 
   if (keys_create->parsed()) {
@@ -529,12 +626,88 @@ int main(int argc, char** argv) {
     return result[0].ok ? kExitOk : report_error(result[0]);
   }
 
+  if (ls->parsed()) {
+    if (list_pattern != "*" && !mailbox::is_valid_list_pattern(list_pattern) &&
+        !mailbox::is_valid_mailbox_name(list_pattern)) {
+      std::cerr << "mailbox: bad pattern '" << list_pattern << "': use * or a name with $* wildcards\n";
+      return kExitUsage;
+    }
+    if (list_page < 1 || list_page > 10000) {
+      std::cerr << "mailbox: --page-size is 1..10000\n";
+      return kExitUsage;
+    }
+    std::string error;
+    auto client = mailbox::Client::connect(connect, access, &error);
+    if (!client) {
+      std::cerr << "mailbox: cannot open a Zenoh session: " << error << "\n";
+      return kExitNoReply;
+    }
+    // A name without wildcards lists that one mailbox: the pattern `name$*`
+    // would list more, so ask for its stats instead.
+    const bool exact = list_pattern != "*" && list_pattern.find("$*") == std::string::npos;
+    mailbox::zenoh::GetOptions options;
+    options.timeout_ms = timeout_ms;
+    std::vector<nlohmann::json> rows;
+    std::string after;
+    for (;;) {
+      std::string selector = prefix + "/" + list_pattern + "/stats";
+      if (!exact) {
+        selector = with_params(selector, {{"limit", std::to_string(list_page)}, {"after", after}});
+      }
+      auto replies = client->query(selector, options);
+      if (replies.empty()) {
+        std::cerr << "mailbox: no reply (no server reachable, or timeout)\n";
+        return kExitNoReply;
+      }
+      std::vector<nlohmann::json> page;
+      for (const auto& r : replies) {
+        if (!r.ok) {
+          if (error_of(r).code == "empty") break;
+          return report_error(r);
+        }
+        auto j = nlohmann::json::parse(r.payload, nullptr, false);
+        if (j.is_object() && j.value("messages", uint64_t{0}) > 0) page.push_back(std::move(j));
+      }
+      // Zenoh's consolidation may reorder replies: the page is sorted here.
+      std::sort(page.begin(), page.end(),
+                [](const auto& a, const auto& b) { return a.value("mailbox", "") < b.value("mailbox", ""); });
+      for (auto& j : page) rows.push_back(j);
+      if (exact || page.size() < list_page || (list_limit > 0 && rows.size() >= list_limit)) break;
+      after = page.back().value("mailbox", "");
+    }
+    if (list_sort == "depth") {
+      std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+        return a.value("messages", uint64_t{0}) > b.value("messages", uint64_t{0});
+      });
+    } else if (list_sort == "age") {
+      std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+        return a.value("oldest_age_ms", int64_t{0}) > b.value("oldest_age_ms", int64_t{0});
+      });
+    }
+    if (list_limit > 0 && rows.size() > list_limit) rows.resize(list_limit);
+    if (json) {
+      for (const auto& j : rows) std::cout << j.dump() << "\n";
+      return kExitOk;
+    }
+    std::printf("%-40s %10s %8s %8s %12s %14s\n", "mailbox", "messages", "leased", "delayed", "bytes",
+                "oldest_age_ms");
+    for (const auto& j : rows) {
+      std::printf("%-40s %10llu %8llu %8llu %12llu %14lld\n", j.value("mailbox", "").c_str(),
+                  static_cast<unsigned long long>(j.value("messages", uint64_t{0})),
+                  static_cast<unsigned long long>(j.value("leased", uint64_t{0})),
+                  static_cast<unsigned long long>(j.value("delayed", uint64_t{0})),
+                  static_cast<unsigned long long>(j.value("bytes", uint64_t{0})),
+                  static_cast<long long>(j.value("oldest_age_ms", int64_t{0})));
+    }
+    return kExitOk;
+  }
+
   if (!mailbox::is_valid_mailbox_name(box)) {
     std::cerr << "mailbox: bad mailbox name '" << box
               << "': use 1-128 bytes of [A-Za-z0-9._~+=@-], not starting with '@' or '.'\n";
     return kExitUsage;
   }
-  for (const auto* d : {&ttl, &wait, &lease}) {
+  for (const auto* d : {&ttl, &wait, &lease, &delay}) {
     if (!valid_duration(*d)) {
       std::cerr << "mailbox: bad duration '" << *d << "': use 500ms, 30s, 5m, 24h or seconds\n";
       return kExitUsage;
@@ -543,6 +716,28 @@ int main(int argc, char** argv) {
   if (auto_ack && lease.empty()) {
     std::cerr << "mailbox: --auto-ack needs --lease\n";
     return kExitUsage;
+  }
+  if (auto_ack && !watch_exec.empty()) {
+    std::cerr << "mailbox: --exec acks by the handler's exit status: drop --auto-ack\n";
+    return kExitUsage;
+  }
+  if (redrive->parsed() && count > 100000) {
+    std::cerr << "mailbox: --count is 1..100000\n";
+    return kExitUsage;
+  }
+  if (purge->parsed() && !assume_yes) {
+    if (!stdin_is_terminal()) {
+      // Scripts say so explicitly: nothing to answer a question here.
+      std::cerr << "mailbox: purge removes every message of " << box << "; pass --yes to confirm\n";
+      return kExitUsage;
+    }
+    std::cerr << "Remove every message of mailbox '" << box << "', leased and delayed ones included? [y/N] ";
+    std::string answer;
+    std::getline(std::cin, answer);
+    if (answer != "y" && answer != "Y" && answer != "yes") {
+      std::cerr << "mailbox: not purged\n";
+      return kExitUsage;
+    }
   }
   if (watch->parsed() && wait.empty()) wait = "30s";
 
@@ -575,11 +770,16 @@ int main(int argc, char** argv) {
     if (fire_and_forget) {
       std::optional<std::string> enc;
       if (!encoding.empty()) enc = encoding;
-      return client->publish(base, payload, enc) ? kExitOk : kExitServiceError;
+      std::vector<std::pair<std::string, std::string>> publication_options;
+      if (!delay.empty()) publication_options.emplace_back("delay", delay);
+      if (!ttl.empty()) publication_options.emplace_back("ttl", ttl);
+      return client->publish(base, payload, enc, publication_options) ? kExitOk : kExitServiceError;
     }
     options.payload = payload;
     if (!encoding.empty()) options.encoding = encoding;
-    if (int rc = one_reply(with_params(base + "/put", {{"ttl", ttl}, {"rid", rid}}), &reply)) return rc;
+    if (int rc = one_reply(with_params(base + "/put", {{"ttl", ttl}, {"delay", delay}, {"rid", rid}}), &reply)) {
+      return rc;
+    }
     if (!reply.ok) return report_error(reply);
     if (json) std::cout << reply.payload << "\n";
     else std::cout << nlohmann::json::parse(reply.payload, nullptr, false).value("id", "") << "\n";
@@ -592,6 +792,32 @@ int main(int argc, char** argv) {
       return rc;
     }
     return reply.ok ? kExitOk : report_error(reply);
+  }
+
+  if (extend->parsed()) {
+    if (int rc = one_reply(with_params(base + "/extend", {{"id", std::to_string(message_id)}, {"lease", lease},
+                                                          {"rid", rid}}),
+                           &reply)) {
+      return rc;
+    }
+    if (!reply.ok) return report_error(reply);
+    if (json) std::cout << reply.payload << "\n";
+    else std::cout << nlohmann::json::parse(reply.payload, nullptr, false).value("lease_expires_at", int64_t{0}) << "\n";
+    return kExitOk;
+  }
+
+  if (purge->parsed() || redrive->parsed()) {
+    const std::string selector = purge->parsed() ? with_params(base + "/purge", {{"rid", rid}})
+                                                 : with_params(base + "/redrive", {{"n", n}, {"rid", rid}});
+    if (int rc = one_reply(selector, &reply)) return rc;
+    if (!reply.ok) return report_error(reply);
+    if (json) {
+      std::cout << reply.payload << "\n";
+    } else {
+      const char* field = purge->parsed() ? "purged" : "moved";
+      std::cout << nlohmann::json::parse(reply.payload, nullptr, false).value(field, uint64_t{0}) << "\n";
+    }
+    return kExitOk;
   }
 
   if (stats->parsed()) {
@@ -633,10 +859,35 @@ int main(int argc, char** argv) {
       return report_error(r);
     }
     for (const auto& m : messages_of(r, false)) {
+      const std::string id = m.meta.value("id", "");
+      if (!watch_exec.empty()) {
+        // The handler runs; a lease is extended every third of its length
+        // while it does, so a long job keeps its message hidden.
+        int64_t lease_ms = 0;
+        if (!lease.empty()) mailbox::parse_duration_ms(lease, &lease_ms);
+        std::function<void()> keep_leased;
+        if (lease_ms > 0) {
+          keep_leased = [&] {
+            mailbox::ClientReply extended;
+            if (one_reply(base + "/extend?id=" + id + ";lease=" + lease, &extended) == kExitOk && !extended.ok) {
+              report_error(extended);
+            }
+          };
+        }
+        const int status = run_handler(watch_exec, m, std::max<int64_t>(lease_ms / 3, 1), keep_leased);
+        if (lease_ms > 0) {
+          mailbox::ClientReply settled;
+          const std::string op = status == 0 ? "/ack?id=" : "/nack?id=";
+          if (int rc = one_reply(base + op + id, &settled)) return rc;
+          if (!settled.ok) report_error(settled);
+        }
+        if (status != 0) std::cerr << "mailbox: handler exited with " << status << " for message " << id << "\n";
+        if (watch_limit > 0 && ++delivered >= watch_limit) return kExitOk;
+        continue;
+      }
       print_message(m, json, true);
       if (auto_ack) {
         mailbox::ClientReply ack_reply;
-        const std::string id = m.meta.value("id", "");
         if (int rc = one_reply(base + "/ack?id=" + id, &ack_reply)) return rc;
         if (!ack_reply.ok) report_error(ack_reply);
       }

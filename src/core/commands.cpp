@@ -5,18 +5,50 @@
 namespace mailbox {
 namespace {
 
-enum class CommandTag : uint8_t { kPut = 1, kConsume = 2, kAck = 3, kNack = 4, kSweep = 5, kConfigure = 6 };
+// Tags are stable: never renumber. kDelayedPut is a put with a delay (a put
+// without one keeps the kPut bytes).
+enum class CommandTag : uint8_t {
+  kPut = 1,
+  kConsume = 2,
+  kAck = 3,
+  kNack = 4,
+  kSweep = 5,
+  kConfigure = 6,
+  kDelayedPut = 7,
+  kExtend = 8,
+  kPurge = 9,
+  kRedrive = 10,
+};
 
 struct Encoder {
   ByteWriter& w;
   void operator()(const PutCommand& c) {
-    w.u8(static_cast<uint8_t>(CommandTag::kPut));
+    w.u8(static_cast<uint8_t>(c.delay_ms != 0 ? CommandTag::kDelayedPut : CommandTag::kPut));
     w.bytes(c.mailbox);
     w.bytes(c.encoding);
     w.bytes(c.payload);
     w.i64(c.ttl_ms);
     w.bytes(c.rid);
     w.u64(c.publication_id);
+    if (c.delay_ms != 0) w.i64(c.delay_ms);
+  }
+  void operator()(const ExtendCommand& c) {
+    w.u8(static_cast<uint8_t>(CommandTag::kExtend));
+    w.bytes(c.mailbox);
+    w.u64(c.id);
+    w.i64(c.lease_ms);
+    w.bytes(c.rid);
+  }
+  void operator()(const PurgeCommand& c) {
+    w.u8(static_cast<uint8_t>(CommandTag::kPurge));
+    w.bytes(c.mailbox);
+    w.bytes(c.rid);
+  }
+  void operator()(const RedriveCommand& c) {
+    w.u8(static_cast<uint8_t>(CommandTag::kRedrive));
+    w.bytes(c.mailbox);
+    w.u32(c.max_count);
+    w.bytes(c.rid);
   }
   void operator()(const ConsumeCommand& c) {
     w.u8(static_cast<uint8_t>(CommandTag::kConsume));
@@ -45,8 +77,10 @@ struct Encoder {
 };
 
 bool decode_command(ByteReader& r, Command* command) {
-  switch (static_cast<CommandTag>(r.u8())) {
-    case CommandTag::kPut: {
+  const auto tag = static_cast<CommandTag>(r.u8());
+  switch (tag) {
+    case CommandTag::kPut:
+    case CommandTag::kDelayedPut: {
       PutCommand c;
       c.mailbox = std::string(r.bytes());
       c.encoding = std::string(r.bytes());
@@ -54,6 +88,35 @@ bool decode_command(ByteReader& r, Command* command) {
       c.ttl_ms = r.i64();
       c.rid = std::string(r.bytes());
       c.publication_id = r.u64();
+      if (tag == CommandTag::kDelayedPut) {
+        c.delay_ms = r.i64();
+        // A delayed put always has a delay (the plain tag has none), in range.
+        if (c.delay_ms <= 0 || c.delay_ms > limits::kMaxDelayMs) return false;
+      }
+      *command = std::move(c);
+      return r.ok();
+    }
+    case CommandTag::kExtend: {
+      ExtendCommand c;
+      c.mailbox = std::string(r.bytes());
+      c.id = r.u64();
+      c.lease_ms = r.i64();
+      c.rid = std::string(r.bytes());
+      *command = std::move(c);
+      return r.ok();
+    }
+    case CommandTag::kPurge: {
+      PurgeCommand c;
+      c.mailbox = std::string(r.bytes());
+      c.rid = std::string(r.bytes());
+      *command = std::move(c);
+      return r.ok();
+    }
+    case CommandTag::kRedrive: {
+      RedriveCommand c;
+      c.mailbox = std::string(r.bytes());
+      c.max_count = r.u32();
+      c.rid = std::string(r.bytes());
       *command = std::move(c);
       return r.ok();
     }

@@ -7,6 +7,11 @@
 // time. The codec is versioned (`kEntryFormatVersion`); decoding never trusts
 // its input and reports malformed bytes as false.
 //
+// Compatibility: the v2 operations (delayed put, extend, purge, redrive) are
+// new command tags inside format version 1, so every log written before
+// them still decodes. A binary that predates them stops on an entry that
+// holds one (it cannot apply it): upgrade every node before using them.
+//
 // Threads: pure values and functions; safe from any thread.
 #pragma once
 
@@ -37,6 +42,11 @@ struct PutCommand {
   // same on every node that received it), so that two nodes that both
   // believed they led cannot store it twice. 0: none.
   uint64_t publication_id = 0;
+  // Delayed delivery (SPEC v2 `delay=`): hidden from consume and peek until
+  // the entry's time + delay_ms; its ttl counts from then. 0: visible now.
+  // Encoded under its own tag so that entries without a delay keep the
+  // version-1 bytes.
+  int64_t delay_ms = 0;  // 0..limits::kMaxDelayMs
 };
 
 // Take up to `max_count` of the oldest visible messages: remove them, or with
@@ -62,6 +72,29 @@ struct NackCommand {
   std::string rid;
 };
 
+// Extend a held lease (SPEC v2 `extend`): it now ends `lease_ms` after the
+// entry's time.
+struct ExtendCommand {
+  std::string mailbox;
+  uint64_t id = 0;
+  int64_t lease_ms = 0;  // > 0
+  std::string rid;
+};
+
+// Remove every message of a mailbox, leased and delayed ones included.
+struct PurgeCommand {
+  std::string mailbox;
+  std::string rid;
+};
+
+// Move up to `max_count` messages from `<mailbox>.dlq` to the tail of
+// `mailbox`, oldest first, with new ids and their delivery count reset.
+struct RedriveCommand {
+  std::string mailbox;     // the destination; the source is its dead-letter mailbox
+  uint32_t max_count = 0;  // 0: as many as there are (and fit)
+  std::string rid;
+};
+
 // Housekeeping at the entry's time: drop expired messages, end expired
 // leases (moving messages past the delivery limit to their dead-letter
 // mailbox), forget old dedup records. Proposed by the leader when due.
@@ -84,8 +117,8 @@ struct ConfigureCommand {
   StateConfig config;
 };
 
-using Command =
-    std::variant<PutCommand, ConsumeCommand, AckCommand, NackCommand, SweepCommand, ConfigureCommand>;
+using Command = std::variant<PutCommand, ConsumeCommand, AckCommand, NackCommand, SweepCommand, ConfigureCommand,
+                             ExtendCommand, PurgeCommand, RedriveCommand>;
 
 // One Raft log entry: a batch of commands applied in order at one time.
 struct Entry {

@@ -25,6 +25,13 @@ inline constexpr size_t kMaxParametersBytes = 1024;
 inline constexpr int64_t kDefaultTtlMs = 24LL * 60 * 60 * 1000;
 // Longest time to live a put may ask for (one year).
 inline constexpr int64_t kMaxTtlMs = 366LL * 24 * 60 * 60 * 1000;
+// Longest delay a put may ask for (SPEC v2: 366 days).
+inline constexpr int64_t kMaxDelayMs = 366LL * 24 * 60 * 60 * 1000;
+// Most messages one redrive may move (SPEC v2: n=1..100000).
+inline constexpr uint32_t kMaxRedriveMessages = 100'000;
+// Listing (SPEC v2 `get P/<pattern>/stats`): replies per page, default and most.
+inline constexpr uint32_t kDefaultListLimit = 1000;
+inline constexpr uint32_t kMaxListLimit = 10'000;
 
 // Default quotas; a quota refuses new work, it never drops stored messages.
 inline constexpr uint64_t kDefaultMaxMessagesPerMailbox = 1'000'000;

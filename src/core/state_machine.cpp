@@ -8,7 +8,10 @@
 
 namespace mailbox {
 namespace {
-constexpr uint8_t kSnapshotFormatVersion = 1;
+// Version 2 adds a rid record's count and lease end (purge, redrive,
+// extend); version 1 snapshots still restore.
+constexpr uint8_t kSnapshotFormatVersion = 2;
+constexpr uint8_t kOldestSnapshotFormatVersion = 1;
 constexpr uint32_t kEncodingNotInterned = UINT32_MAX;
 
 // FNV-1a, 64 bit: stable across platforms and runs.
@@ -65,6 +68,12 @@ std::vector<CommandResult> StateMachine::apply(const Entry& entry) {
       results.push_back(with_dedup('A', *ack, [&] { return apply_ack(*ack); }));
     } else if (const auto* nack = std::get_if<NackCommand>(&command)) {
       results.push_back(with_dedup('N', *nack, [&] { return apply_nack(*nack); }));
+    } else if (const auto* extend = std::get_if<ExtendCommand>(&command)) {
+      results.push_back(with_dedup('E', *extend, [&] { return apply_extend(*extend); }));
+    } else if (const auto* purge = std::get_if<PurgeCommand>(&command)) {
+      results.push_back(with_dedup('X', *purge, [&] { return apply_purge(*purge); }));
+    } else if (const auto* redrive = std::get_if<RedriveCommand>(&command)) {
+      results.push_back(with_dedup('R', *redrive, [&] { return apply_redrive(*redrive); }));
     } else if (std::holds_alternative<SweepCommand>(command)) {
       apply_sweep();
       results.emplace_back();
@@ -156,7 +165,20 @@ StoredMessage& StateMachine::append(const std::string& name, StoredMessage messa
   total_bytes_ += size;
   total_messages_ += 1;
   box.messages.push_back(std::move(message));
+  reindex(it);
   return box.messages.back();
+}
+
+void StateMachine::reindex(MailboxMap::iterator it) {
+  Mailbox& box = it->second;
+  const int64_t due = std::min(box.next_expiry_bound_ms, box.next_lease_end_bound_ms);
+  if (due == box.indexed_due_ms) return;
+  if (box.indexed_due_ms != INT64_MAX) {
+    const size_t erased = due_index_.erase({box.indexed_due_ms, std::string_view(it->first)});
+    MAILBOX_ASSERT(erased == 1, "an indexed mailbox is in the timer index");
+  }
+  if (due != INT64_MAX) due_index_.emplace(due, std::string_view(it->first));
+  box.indexed_due_ms = due;
 }
 
 CommandResult StateMachine::apply_put(const PutCommand& put) {
@@ -182,9 +204,16 @@ CommandResult StateMachine::apply_put(const PutCommand& put) {
   StoredMessage m = make_message(std::make_shared<const MessageBody>(MessageBody{put.encoding, put.payload}));
   m.id = next_id_++;
   m.enqueued_at_ms = clock_ms_;
-  m.expires_at_ms = clock_ms_ + put.ttl_ms;
+  if (put.delay_ms > 0) {
+    // Hidden until due (deliveries stay 0: a delay, not a lease); the ttl
+    // counts from then.
+    m.lease_expires_at_ms = clock_ms_ + put.delay_ms;
+    m.expires_at_ms = m.lease_expires_at_ms + put.ttl_ms;
+  } else {
+    m.expires_at_ms = clock_ms_ + put.ttl_ms;
+  }
   result.put_id = append(put.mailbox, std::move(m)).id;
-  woken_.push_back(put.mailbox);
+  if (put.delay_ms <= 0) woken_.push_back(put.mailbox);
   if (put.publication_id != 0) {
     if (publications_order_.size() >= limits::kMaxPublicationDedupEntries) {
       publications_seen_.erase(publications_order_.front().second);
@@ -212,8 +241,7 @@ CommandResult StateMachine::apply_consume(const ConsumeCommand& consume) {
         ++i;
         continue;
       }
-      if (m.lease_expires_at_ms != 0 && m.deliveries >= config_.max_deliveries &&
-          !is_dead_letter_mailbox(consume.mailbox)) {
+      if (awaiting_dead_letter(m, consume.mailbox)) {
         ++i;  // its lease ended at the delivery limit: the next sweep moves it
         continue;
       }
@@ -221,6 +249,7 @@ CommandResult StateMachine::apply_consume(const ConsumeCommand& consume) {
       if (consume.lease_ms > 0) {
         m.lease_expires_at_ms = clock_ms_ + consume.lease_ms;
         box.next_lease_end_bound_ms = std::min(box.next_lease_end_bound_ms, m.lease_expires_at_ms);
+        reindex(it);
         result.messages.push_back(
             DeliveredMessage{consume.mailbox, m.id, m.enqueued_at_ms, m.deliveries, m.lease_expires_at_ms, m.body});
         ++i;
@@ -247,7 +276,7 @@ CommandResult StateMachine::apply_ack(const AckCommand& ack) {
   auto it = mailboxes_.find(ack.mailbox);
   if (it != mailboxes_.end()) {
     auto pos = find_message(it->second, ack.id);
-    if (pos != it->second.messages.end() && pos->lease_expires_at_ms > clock_ms_) {
+    if (pos != it->second.messages.end() && holds_lease(*pos, clock_ms_)) {
       erase_at(it->second, static_cast<size_t>(pos - it->second.messages.begin()));
       erase_if_empty(it);
       return result;
@@ -264,7 +293,7 @@ CommandResult StateMachine::apply_nack(const NackCommand& nack) {
   if (it != mailboxes_.end()) {
     Mailbox& box = it->second;
     auto pos = find_message(box, nack.id);
-    if (pos != box.messages.end() && pos->lease_expires_at_ms > clock_ms_) {
+    if (pos != box.messages.end() && holds_lease(*pos, clock_ms_)) {
       std::vector<StoredMessage> dead;
       lease_ended(nack.mailbox, box, static_cast<size_t>(pos - box.messages.begin()), &dead);
       for (auto& m : dead) {
@@ -280,16 +309,111 @@ CommandResult StateMachine::apply_nack(const NackCommand& nack) {
   return result;
 }
 
-// The lease of box.messages[index] is over (it ended, or was nacked): the
-// message becomes visible again, or moves to `dead` past the delivery limit
-// (never from a dead-letter mailbox), or goes if it has expired meanwhile.
+CommandResult StateMachine::apply_extend(const ExtendCommand& extend) {
+  CommandResult result;
+  auto it = mailboxes_.find(extend.mailbox);
+  if (it != mailboxes_.end()) {
+    Mailbox& box = it->second;
+    auto pos = find_message(box, extend.id);
+    if (pos != box.messages.end() && holds_lease(*pos, clock_ms_)) {
+      pos->lease_expires_at_ms = clock_ms_ + extend.lease_ms;
+      box.next_lease_end_bound_ms = std::min(box.next_lease_end_bound_ms, pos->lease_expires_at_ms);
+      reindex(it);
+      result.lease_expires_at_ms = pos->lease_expires_at_ms;
+      return result;
+    }
+  }
+  result.status = Status::error(ErrorCode::kNotFound, "no active lease on message " + std::to_string(extend.id) +
+                                                          " in this mailbox (unknown, settled, or lease expired)");
+  return result;
+}
+
+CommandResult StateMachine::apply_purge(const PurgeCommand& purge) {
+  CommandResult result;
+  auto it = mailboxes_.find(purge.mailbox);
+  if (it == mailboxes_.end()) return result;
+  Mailbox& box = it->second;
+  for (auto& m : box.messages) {
+    // Counted as stats would count it: an expired message not under a
+    // lease is gone already for every reader.
+    if (m.expires_at_ms > clock_ms_ || m.lease_expires_at_ms > clock_ms_) result.count += 1;
+    const uint64_t size = message_bytes(m);
+    MAILBOX_ASSERT(total_bytes_ >= size && total_messages_ > 0, "byte accounting");
+    total_bytes_ -= size;
+    total_messages_ -= 1;
+    release(std::move(m.body));
+  }
+  box.messages.clear();
+  box.bytes = 0;
+  erase_if_empty(it);
+  return result;
+}
+
+// Oldest first, each message that is neither leased nor expired moves while
+// it fits the destination's quotas (the totals do not change); the first
+// that does not fit stops the move, so the destination stays FIFO.
+CommandResult StateMachine::apply_redrive(const RedriveCommand& redrive) {
+  CommandResult result;
+  auto src_it = mailboxes_.find(dead_letter_mailbox(redrive.mailbox));
+  if (src_it == mailboxes_.end()) return result;
+  const uint64_t max_count = redrive.max_count == 0 ? UINT64_MAX : redrive.max_count;
+  auto dst_it = mailboxes_.find(redrive.mailbox);
+  uint64_t dst_messages = dst_it == mailboxes_.end() ? 0 : dst_it->second.messages.size();
+  uint64_t dst_bytes = dst_it == mailboxes_.end() ? 0 : dst_it->second.bytes;
+  Mailbox& src = src_it->second;
+  std::deque<StoredMessage> kept;
+  std::vector<StoredMessage> moving;
+  bool full = false;
+  for (auto& m : src.messages) {
+    const uint64_t size = message_bytes(m);
+    if (m.lease_expires_at_ms > clock_ms_ || full || result.count >= max_count) {
+      kept.push_back(std::move(m));
+    } else if (m.expires_at_ms <= clock_ms_) {
+      src.bytes -= size;  // expired: never delivered, dropped here as a sweep would
+      total_bytes_ -= size;
+      total_messages_ -= 1;
+      release(std::move(m.body));
+    } else if (dst_messages + 1 > config_.max_messages_per_mailbox ||
+               dst_bytes + size > config_.max_bytes_per_mailbox) {
+      full = true;
+      kept.push_back(std::move(m));
+    } else {
+      dst_messages += 1;
+      dst_bytes += size;
+      src.bytes -= size;
+      total_bytes_ -= size;  // added back by append
+      total_messages_ -= 1;
+      m.lease_expires_at_ms = 0;
+      m.deliveries = 0;
+      moving.push_back(std::move(m));
+      result.count += 1;
+    }
+  }
+  src.messages = std::move(kept);
+  erase_if_empty(src_it);
+  for (auto& m : moving) {
+    m.id = next_id_++;  // the tail of the destination: FIFO by id holds
+    append(redrive.mailbox, std::move(m));
+  }
+  if (result.count > 0) {
+    woken_.push_back(redrive.mailbox);
+  } else if (full) {
+    result.status = Status::error(ErrorCode::kQuotaExceeded, "the mailbox holds its maximum; nothing was moved");
+  }
+  return result;
+}
+
+// The hidden time of box.messages[index] is over (its lease ended or it was
+// nacked; or its delay is over): the message becomes visible (again), or,
+// leased past the delivery limit, moves to `dead` (never from a dead-letter
+// mailbox), or goes if it has expired meanwhile.
 void StateMachine::lease_ended(const std::string& mailbox, Mailbox& box, size_t index,
                                std::vector<StoredMessage>* dead) {
   StoredMessage& m = box.messages[index];
   m.lease_expires_at_ms = 0;
   if (m.expires_at_ms <= clock_ms_) {
     erase_at(box, index);
-  } else if (m.deliveries >= config_.max_deliveries && !is_dead_letter_mailbox(mailbox)) {
+  } else if (m.deliveries > 0 && m.deliveries >= config_.max_deliveries && !is_dead_letter_mailbox(mailbox)) {
     dead->push_back(m);
     erase_at(box, index);
     woken_.push_back(dead_letter_mailbox(mailbox));
@@ -303,19 +427,21 @@ void StateMachine::lease_ended(const std::string& mailbox, Mailbox& box, size_t 
 }
 
 void StateMachine::apply_sweep() {
+  // The due mailboxes, from the timer index, in name order (the order every
+  // version of the state machine sweeps them in).
+  std::vector<std::string> due;
+  for (auto entry = due_index_.begin(); entry != due_index_.end() && entry->first <= clock_ms_; ++entry) {
+    due.emplace_back(entry->second);
+  }
+  std::sort(due.begin(), due.end());
   std::vector<std::pair<std::string, StoredMessage>> dead;
-  for (auto it = mailboxes_.begin(); it != mailboxes_.end();) {
-    Mailbox& box = it->second;
-    if (std::min(box.next_expiry_bound_ms, box.next_lease_end_bound_ms) > clock_ms_) {
-      ++it;
-      continue;
-    }
+  for (const auto& name : due) {
+    auto it = mailboxes_.find(name);
+    MAILBOX_ASSERT(it != mailboxes_.end(), "an indexed mailbox exists");
     std::vector<StoredMessage> dead_here;
-    sweep_mailbox(it->first, box, &dead_here);
+    sweep_mailbox(it->first, it->second, &dead_here);
     for (auto& m : dead_here) dead.emplace_back(dead_letter_mailbox(it->first), std::move(m));
-    auto next = std::next(it);
     erase_if_empty(it);
-    it = next;
   }
   // Dead letters get new ids so each mailbox stays FIFO by id.
   for (auto& [name, m] : dead) {
@@ -361,10 +487,15 @@ void StateMachine::erase_at(Mailbox& box, size_t index) {
   box.messages.erase(box.messages.begin() + static_cast<std::ptrdiff_t>(index));
 }
 
-void StateMachine::erase_if_empty(std::map<std::string, Mailbox, std::less<>>::iterator it) {
+void StateMachine::erase_if_empty(MailboxMap::iterator it) {
   if (it->second.messages.empty()) {
     MAILBOX_ASSERT(it->second.bytes == 0, "an empty mailbox holds no bytes");
+    it->second.next_expiry_bound_ms = INT64_MAX;
+    it->second.next_lease_end_bound_ms = INT64_MAX;
+    reindex(it);  // out of the timer index before its key goes
     mailboxes_.erase(it);
+  } else {
+    reindex(it);
   }
 }
 
@@ -377,10 +508,7 @@ Status StateMachine::peek(std::string_view mailbox, uint32_t max_count, int64_t 
   if (it != mailboxes_.end()) {
     for (const auto& m : it->second.messages) {
       if (out->size() >= max_count) break;
-      if (!visible(m, now_ms)) continue;
-      if (m.lease_expires_at_ms != 0 && m.deliveries >= config_.max_deliveries && !is_dead_letter_mailbox(mailbox)) {
-        continue;
-      }
+      if (!visible(m, now_ms) || awaiting_dead_letter(m, mailbox)) continue;
       out->push_back(DeliveredMessage{std::string(mailbox), m.id, m.enqueued_at_ms, m.deliveries, 0, m.body});
     }
   }
@@ -392,10 +520,7 @@ bool StateMachine::has_visible(std::string_view mailbox, int64_t now_ms) const {
   auto it = mailboxes_.find(mailbox);
   if (it == mailboxes_.end()) return false;
   for (const auto& m : it->second.messages) {
-    if (visible(m, now_ms) &&
-        !(m.lease_expires_at_ms != 0 && m.deliveries >= config_.max_deliveries && !is_dead_letter_mailbox(mailbox))) {
-      return true;
-    }
+    if (visible(m, now_ms) && !awaiting_dead_letter(m, mailbox)) return true;
   }
   return false;
 }
@@ -404,23 +529,71 @@ MailboxStats StateMachine::stats(std::string_view mailbox, int64_t now_ms) const
   MailboxStats s;
   auto it = mailboxes_.find(mailbox);
   if (it == mailboxes_.end()) return s;
+  bool aged = false;
   for (const auto& m : it->second.messages) {
-    const bool leased = m.lease_expires_at_ms > now_ms;
-    if (m.expires_at_ms <= now_ms && !leased) continue;
+    const bool hidden = m.lease_expires_at_ms > now_ms;
+    if (m.expires_at_ms <= now_ms && !hidden) continue;
     s.messages += 1;
     s.bytes += message_bytes(m);
-    if (leased) s.leased += 1;
-    if (s.messages == 1) s.oldest_age_ms = std::max<int64_t>(0, now_ms - m.enqueued_at_ms);
+    if (hidden && m.deliveries == 0) {
+      s.delayed += 1;
+      continue;
+    }
+    if (hidden) s.leased += 1;
+    if (!aged) s.oldest_age_ms = std::max<int64_t>(0, now_ms - m.enqueued_at_ms);
+    aged = true;
   }
   return s;
 }
 
-int64_t StateMachine::next_sweep_due_ms() const {
-  int64_t due = INT64_MAX;
-  for (const auto& [name, box] : mailboxes_) {
-    due = std::min({due, box.next_expiry_bound_ms, box.next_lease_end_bound_ms});
+std::string_view list_pattern_prefix(std::string_view pattern) {
+  if (pattern == "*") return {};
+  return pattern.substr(0, std::min(pattern.size(), pattern.find("$*")));
+}
+
+bool list_pattern_matches(std::string_view pattern, std::string_view name) {
+  if (pattern == "*") return !name.empty();
+  // Literal pieces between `$*`: the first anchors the start, the last the
+  // end, the others are found in order, leftmost (greedy enough for globs).
+  constexpr std::string_view kStar = "$*";
+  size_t star = pattern.find(kStar);
+  if (star == std::string_view::npos) return pattern == name;
+  if (name.substr(0, star) != pattern.substr(0, star)) return false;
+  size_t at = star;
+  pattern.remove_prefix(star + kStar.size());
+  while (true) {
+    star = pattern.find(kStar);
+    if (star == std::string_view::npos) {
+      // The last piece anchors the end.
+      return name.size() >= at + pattern.size() && name.substr(name.size() - pattern.size()) == pattern;
+    }
+    const std::string_view piece = pattern.substr(0, star);
+    const size_t found = name.find(piece, at);
+    if (found == std::string_view::npos) return false;
+    at = found + piece.size();
+    pattern.remove_prefix(star + kStar.size());
   }
-  return due;
+}
+
+void StateMachine::list(const ListQuery& query, int64_t now_ms, const std::function<bool(std::string_view)>& accept,
+                        std::vector<ListedMailbox>* out) const {
+  out->clear();
+  const std::string_view prefix = list_pattern_prefix(query.pattern);
+  auto it = mailboxes_.lower_bound(prefix);
+  if (!query.after.empty() && query.after >= prefix) it = mailboxes_.upper_bound(query.after);
+  for (; it != mailboxes_.end() && out->size() < query.limit; ++it) {
+    const std::string_view name = it->first;
+    if (name.substr(0, prefix.size()) != prefix) break;  // past every name with the prefix
+    if (!list_pattern_matches(query.pattern, name)) continue;
+    if (accept && !accept(name)) continue;
+    MailboxStats s = stats(name, now_ms);
+    if (s.messages == 0) continue;
+    out->push_back(ListedMailbox{it->first, s});
+  }
+}
+
+int64_t StateMachine::next_sweep_due_ms() const {
+  return due_index_.empty() ? INT64_MAX : due_index_.begin()->first;
 }
 
 // ------------------------------------------------------------------ snapshot
@@ -428,7 +601,8 @@ int64_t StateMachine::next_sweep_due_ms() const {
 // Layout: u8 version, u64 head size, u64 next_id, i64 clock, config, the
 // interned encodings, mailboxes (name, messages: id, times, deliveries,
 // encoding id [or the encoding itself], payload size), dedup records (key,
-// time, status, put id, delivered messages likewise); then, after the head,
+// time, status, put id, [v2: count, lease end,] delivered messages
+// likewise); then, after the head,
 // every payload in the order the messages appear in the head.
 
 size_t StateMachine::SnapshotParts::total_bytes() const {
@@ -478,6 +652,8 @@ StateMachine::SnapshotParts StateMachine::pin_snapshot() {
     w.u8(static_cast<uint8_t>(record.result.status.code));
     w.bytes(record.result.status.message);
     w.u64(record.result.put_id);
+    w.u64(record.result.count);
+    w.i64(record.result.lease_expires_at_ms);
     w.varint(record.result.messages.size());
     for (const auto& m : record.result.messages) {
       w.bytes(m.mailbox);
@@ -515,7 +691,9 @@ std::string StateMachine::serialize() {
 }
 
 bool StateMachine::restore(std::string_view bytes) {
-  if (bytes.size() < 9 || static_cast<uint8_t>(bytes[0]) != kSnapshotFormatVersion) return false;
+  if (bytes.size() < 9) return false;
+  const uint8_t version = static_cast<uint8_t>(bytes[0]);
+  if (version < kOldestSnapshotFormatVersion || version > kSnapshotFormatVersion) return false;
   uint64_t head_size = 0;
   std::memcpy(&head_size, bytes.data() + 1, sizeof head_size);
   if (head_size < 9 || head_size > bytes.size()) return false;
@@ -576,6 +754,10 @@ bool StateMachine::restore(std::string_view bytes) {
     record.result.status.code = static_cast<ErrorCode>(r.u8());
     record.result.status.message = std::string(r.bytes());
     record.result.put_id = r.u64();
+    if (version >= 2) {
+      record.result.count = r.u64();
+      record.result.lease_expires_at_ms = r.i64();
+    }
     const uint64_t n = r.varint();
     if (!r.ok() || n > r.remaining()) return false;
     for (uint64_t i = 0; i < n; ++i) {
@@ -601,8 +783,9 @@ bool StateMachine::restore(std::string_view bytes) {
     if (!fresh.publications_seen_.insert(id).second) return false;
   }
   if (!r.ok() || !r.at_end() || !payloads.empty()) return false;
-  // Bounds are recomputed exactly.
-  for (auto& [name, box] : fresh.mailboxes_) {
+  // Bounds are recomputed exactly, and the timer index with them.
+  for (auto it = fresh.mailboxes_.begin(); it != fresh.mailboxes_.end(); ++it) {
+    Mailbox& box = it->second;
     box.next_expiry_bound_ms = INT64_MAX;
     box.next_lease_end_bound_ms = INT64_MAX;
     for (const auto& m : box.messages) {
@@ -612,6 +795,7 @@ bool StateMachine::restore(std::string_view bytes) {
         box.next_expiry_bound_ms = std::min(box.next_expiry_bound_ms, m.expires_at_ms);
       }
     }
+    fresh.reindex(it);
   }
   // A pinned snapshot of the old state must keep its payloads alive.
   if (pinned_) {
@@ -658,6 +842,8 @@ uint64_t StateMachine::digest() const {
     const DedupRecord& record = dedup_.at(key);
     f.add(static_cast<uint64_t>(record.result.status.code));
     f.add(record.result.put_id);
+    f.add(record.result.count);
+    f.add(record.result.lease_expires_at_ms);
     for (const auto& m : record.result.messages) {
       f.add(m.mailbox);
       f.add(m.id);

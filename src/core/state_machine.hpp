@@ -12,14 +12,30 @@
 // failures: a follower must be able to apply every committed entry.
 //
 // Semantics in brief (docs/PROTOCOL.md has the full contract):
-//  - put appends with a new id; refused with quota_exceeded when full;
+//  - put appends with a new id; refused with quota_exceeded when full; a
+//    delayed put's message is stored now but hidden until it is due (its
+//    ttl counts from then); it keeps its id, so consume returns the oldest
+//    *visible* message, which may have a larger id than a hidden one;
 //  - consume takes the oldest visible messages: removes them, or with a lease
 //    hides them until ack (remove), nack (visible again) or lease end;
 //  - a message whose lease ends after `max_deliveries` deliveries moves to
 //    the mailbox `<name>.dlq` (dead letters), never dropped;
 //  - an expired message (ttl) is never delivered; sweep removes it;
+//  - extend moves the end of a held lease; purge removes every message of a
+//    mailbox; redrive moves dead letters back to the tail of their mailbox
+//    with new ids and the delivery count reset;
 //  - a command with a rid that already succeeded within the dedup window
 //    returns its first result and changes nothing.
+//
+// Hidden messages: `lease_expires_at_ms` is the end of the time a message is
+// hidden. A leased message has been delivered (deliveries > 0); a delayed
+// one never has (deliveries == 0), so a delay costs no memory beyond an
+// ordinary message. When it ends, a lease makes the message visible again
+// (or dead-letters it); a delay makes it visible.
+//
+// Timers: each mailbox keeps lower bounds of its next expiry and next end of
+// a hidden time; the state indexes mailboxes by the earlier of the two
+// (`due_index_`), so finding what a sweep must do never scans every mailbox.
 //
 // Threads: not thread-safe. The replication loop thread owns it and is the
 // only caller. Results hand out `std::shared_ptr<const MessageBody>`, which
@@ -28,8 +44,10 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -54,7 +72,7 @@ struct StoredMessage {
   uint64_t id = 0;
   int64_t enqueued_at_ms = 0;
   int64_t expires_at_ms = 0;
-  int64_t lease_expires_at_ms = 0;  // 0: not leased
+  int64_t lease_expires_at_ms = 0;  // 0: not hidden; leased (deliveries > 0) or delayed (deliveries == 0) until then
   uint32_t deliveries = 0;          // deliveries so far
   uint32_t encoding_id = 0;         // into the state's interned encodings
   const char* payload_data = nullptr;
@@ -78,6 +96,8 @@ struct CommandResult {
   uint64_t put_id = 0;                     // for a successful put
   std::vector<DeliveredMessage> messages;  // for a successful consume
   bool deduplicated = false;               // a repeat answered from the rid record (or a repeated publication)
+  uint64_t count = 0;                      // purge: messages removed; redrive: messages moved
+  int64_t lease_expires_at_ms = 0;         // extend: the lease's new end
 };
 
 struct MailboxStats {
@@ -85,7 +105,24 @@ struct MailboxStats {
   uint64_t bytes = 0;
   int64_t oldest_age_ms = 0;  // 0 when empty
   uint64_t leased = 0;        // under an active lease
+  uint64_t delayed = 0;       // stored, not due yet (counted in `messages`; not in the oldest age)
 };
+
+// A page of the mailbox listing (SPEC v2 `get P/<pattern>/stats`).
+struct ListQuery {
+  std::string pattern;  // "*", or a chunk with `$*` wildcards (each matches any run of characters)
+  std::string after;    // only names after this one; empty: from the start
+  uint32_t limit = limits::kDefaultListLimit;
+};
+struct ListedMailbox {
+  std::string name;
+  MailboxStats stats;
+};
+
+// True when mailbox name `name` matches a list pattern (see ListQuery).
+bool list_pattern_matches(std::string_view pattern, std::string_view name);
+// The literal characters every name a list pattern matches starts with.
+std::string_view list_pattern_prefix(std::string_view pattern);
 
 // The name of the mailbox that receives `mailbox`'s dead letters.
 std::string dead_letter_mailbox(std::string_view mailbox);
@@ -93,6 +130,11 @@ std::string dead_letter_mailbox(std::string_view mailbox);
 class StateMachine {
  public:
   StateMachine() = default;
+  // The timer index refers to the mailboxes' map nodes: no copies.
+  StateMachine(const StateMachine&) = delete;
+  StateMachine& operator=(const StateMachine&) = delete;
+  StateMachine(StateMachine&&) = default;
+  StateMachine& operator=(StateMachine&&) = default;
 
   // Applies every command of `entry` in order; returns one result per command.
   std::vector<CommandResult> apply(const Entry& entry);
@@ -101,16 +143,25 @@ class StateMachine {
   Status peek(std::string_view mailbox, uint32_t max_count, int64_t now_ms,
               std::vector<DeliveredMessage>* out) const;
   MailboxStats stats(std::string_view mailbox, int64_t now_ms) const;
+  // Up to `query.limit` mailboxes that match `query.pattern`, come after
+  // `query.after`, hold messages at `now_ms` and pass `accept` (may be
+  // empty), in name order. Walks the ordered map from the pattern's literal
+  // prefix (or `after`), never the whole map for one page when the pattern
+  // has a prefix.
+  void list(const ListQuery& query, int64_t now_ms, const std::function<bool(std::string_view)>& accept,
+            std::vector<ListedMailbox>* out) const;
   // True when `mailbox` has a message a consume at `now_ms` would take.
   bool has_visible(std::string_view mailbox, int64_t now_ms) const;
 
-  // The earliest time a sweep has work to do (an expiry or a lease end);
-  // INT64_MAX when none. May be early, never late. (Old rid and publication
+  // The earliest time a sweep has work to do (an expiry, a lease end, a
+  // delayed message due); INT64_MAX when none. May be early, never late.
+  // O(1): the first entry of the timer index. (Old rid and publication
   // records are forgotten by every entry; they need no sweep.)
   int64_t next_sweep_due_ms() const;
 
   // Mailboxes that gained visible messages in the last `apply` (puts, nacks,
-  // ended leases, dead letters), for waking long-poll waiters. Cleared by the
+  // ended leases and delays, dead letters, redrives), for waking long-poll
+  // waiters. Cleared by the
   // next `apply`. Not part of the state.
   const std::vector<std::string>& woken() const { return woken_; }
 
@@ -159,7 +210,10 @@ class StateMachine {
     // after a sweep of it, lowered by every put and lease.
     int64_t next_expiry_bound_ms = INT64_MAX;
     int64_t next_lease_end_bound_ms = INT64_MAX;
+    // The key of this mailbox in `due_index_` (INT64_MAX: not in it).
+    int64_t indexed_due_ms = INT64_MAX;
   };
+  using MailboxMap = std::map<std::string, Mailbox, std::less<>>;
   struct DedupRecord {
     int64_t recorded_at_ms = 0;
     CommandResult result;
@@ -169,6 +223,9 @@ class StateMachine {
   CommandResult apply_consume(const ConsumeCommand& consume);
   CommandResult apply_ack(const AckCommand& ack);
   CommandResult apply_nack(const NackCommand& nack);
+  CommandResult apply_extend(const ExtendCommand& extend);
+  CommandResult apply_purge(const PurgeCommand& purge);
+  CommandResult apply_redrive(const RedriveCommand& redrive);
   void apply_sweep();
 
   template <typename C, typename F>
@@ -184,7 +241,10 @@ class StateMachine {
   void release(std::shared_ptr<const MessageBody> body);
   void sweep_mailbox(const std::string& name, Mailbox& box, std::vector<StoredMessage>* dead);
   void erase_at(Mailbox& box, size_t index);
-  void erase_if_empty(std::map<std::string, Mailbox, std::less<>>::iterator it);
+  // Erases the mailbox when it holds nothing, else brings its timer index
+  // entry up to date with its bounds.
+  void erase_if_empty(MailboxMap::iterator it);
+  void reindex(MailboxMap::iterator it);
   std::deque<StoredMessage>::iterator find_message(Mailbox& box, uint64_t id);
   static bool is_dead_letter_mailbox(std::string_view name);
   // Where a message goes when its lease ends or it is nacked.
@@ -192,10 +252,26 @@ class StateMachine {
   static bool visible(const StoredMessage& m, int64_t now_ms) {
     return m.expires_at_ms > now_ms && (m.lease_expires_at_ms == 0 || m.lease_expires_at_ms <= now_ms);
   }
+  static bool holds_lease(const StoredMessage& m, int64_t now_ms) {
+    return m.deliveries > 0 && m.lease_expires_at_ms > now_ms;
+  }
+  static bool is_delayed(const StoredMessage& m, int64_t now_ms) {
+    return m.deliveries == 0 && m.lease_expires_at_ms > now_ms;
+  }
+  // Its lease ended at the delivery limit: the next sweep moves it to the
+  // dead letters; nobody may take it meanwhile.
+  bool awaiting_dead_letter(const StoredMessage& m, std::string_view mailbox) const {
+    return m.lease_expires_at_ms != 0 && m.deliveries > 0 && m.deliveries >= config_.max_deliveries &&
+           !is_dead_letter_mailbox(mailbox);
+  }
   static uint64_t message_bytes(const StoredMessage& m) { return m.payload_bytes; }
 
   StateConfig config_;
-  std::map<std::string, Mailbox, std::less<>> mailboxes_;
+  MailboxMap mailboxes_;
+  // Mailboxes by the earlier of their two bounds (then by name: the order
+  // is the same on every replica). The views are the map's keys. Derived
+  // state: not in snapshots or the digest; rebuilt by `restore`.
+  std::set<std::pair<int64_t, std::string_view>> due_index_;
   std::map<std::string, DedupRecord, std::less<>> dedup_;
   std::deque<std::pair<int64_t, std::string>> dedup_order_;  // (recorded_at, key), oldest first
   // Publications stored recently: (stored_at, publication id), oldest first.

@@ -1073,6 +1073,8 @@ void RaftDriver::serve_reads(std::vector<PendingRead>& reads) {
           raft_state(&raft_) == RAFT_LEADER) {
         if (park(std::move(r))) continue;
       }
+    } else if (r.read.kind == ReadRequest::Kind::kList) {
+      state_->list(r.read.list, now, r.read.accept, &result.listed);
     } else {
       result.stats = state_->stats(r.read.mailbox, now);
     }

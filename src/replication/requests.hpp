@@ -19,19 +19,26 @@
 
 namespace mailbox {
 
-// A read of the state, served after a barrier.
+// A read of the state, served after a barrier. Set its members by name: a
+// positional brace list that omitted `list` left it uninitialized in our
+// GCC 12 build (found by valgrind in the simulation).
 struct ReadRequest {
-  enum class Kind : uint8_t { kPeek, kStats };
+  enum class Kind : uint8_t { kPeek, kStats, kList };
   Kind kind = Kind::kPeek;
   std::string mailbox;
   uint32_t max_count = 1;
   int64_t wait_ms = 0;  // peek: long-poll while the mailbox is empty
+  // kList: the page asked for, and which names the client may see (empty:
+  // all). Called on the replication loop thread: pure and quick.
+  ListQuery list;
+  std::function<bool(std::string_view)> accept;
 };
 
 struct ReadResult {
   Status status;
   std::vector<DeliveredMessage> messages;  // peek
   MailboxStats stats;                      // stats
+  std::vector<ListedMailbox> listed;       // list
 };
 
 using CommandCallback = std::function<void(CommandResult&&)>;

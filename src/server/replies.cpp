@@ -80,6 +80,17 @@ void batch_reply(std::string_view mailbox, const std::vector<DeliveredMessage>& 
 
 std::string put_reply(uint64_t id) { return "{\"id\":\"" + std::to_string(id) + "\"}"; }
 
+std::string extend_reply(uint64_t id, int64_t lease_expires_at_ms) {
+  return "{\"id\":\"" + std::to_string(id) + "\",\"lease_expires_at\":" + std::to_string(lease_expires_at_ms) + "}";
+}
+
+std::string count_reply(std::string_view name, uint64_t count) {
+  std::string out = "{";
+  append_json_string(out, name);
+  out += ":" + std::to_string(count) + "}";
+  return out;
+}
+
 std::string stats_reply(std::string_view mailbox, const MailboxStats& stats) {
   std::string out = "{\"mailbox\":";
   append_json_string(out, mailbox);
@@ -87,6 +98,7 @@ std::string stats_reply(std::string_view mailbox, const MailboxStats& stats) {
   out += ",\"bytes\":" + std::to_string(stats.bytes);
   out += ",\"oldest_age_ms\":" + std::to_string(stats.oldest_age_ms);
   out += ",\"leased\":" + std::to_string(stats.leased);
+  out += ",\"delayed\":" + std::to_string(stats.delayed);
   out += "}";
   return out;
 }

@@ -31,6 +31,10 @@ std::string message_attachment(const DeliveredMessage& m);
 void batch_reply(std::string_view mailbox, const std::vector<DeliveredMessage>& messages, std::string* payload,
                  std::string* attachment);
 std::string put_reply(uint64_t id);
+// extend: {"id":"<id>","lease_expires_at":<Unix ms>}
+std::string extend_reply(uint64_t id, int64_t lease_expires_at_ms);
+// purge, redrive: {"<name>":<count>}
+std::string count_reply(std::string_view name, uint64_t count);
 std::string stats_reply(std::string_view mailbox, const MailboxStats& stats);
 std::string error_reply(const Status& status);
 

@@ -4,6 +4,8 @@
 #include <limits>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/limits.hpp"
 
 namespace mailbox {
@@ -51,12 +53,20 @@ bool allowed(Operation op, std::string_view param) {
     case Operation::kPeek:
       return param == "n" || param == "wait";
     case Operation::kPut:
-      return param == "ttl" || param == "rid";
+      return param == "ttl" || param == "rid" || param == "delay";
     case Operation::kAck:
     case Operation::kNack:
       return param == "id" || param == "rid";
+    case Operation::kExtend:
+      return param == "id" || param == "rid" || param == "lease";
+    case Operation::kPurge:
+      return param == "rid";
+    case Operation::kRedrive:
+      return param == "n" || param == "rid";
     case Operation::kStats:
       return false;
+    case Operation::kList:
+      return param == "limit" || param == "after";
   }
   return false;
 }
@@ -74,11 +84,28 @@ Status apply_parameter(std::string_view name, std::string_view value, const Requ
   }
   seen.push_back(name);
   if (name == "n") {
+    const uint64_t max = out->op == Operation::kRedrive ? limits::kMaxRedriveMessages : limits::kMaxBatchMessages;
     uint64_t n = 0;
-    if (!parse_u64(value, &n) || n < 1 || n > limits::kMaxBatchMessages) {
-      return invalid("n must be a whole number from 1 to " + std::to_string(limits::kMaxBatchMessages));
+    if (!parse_u64(value, &n) || n < 1 || n > max) {
+      return invalid("n must be a whole number from 1 to " + std::to_string(max));
     }
     out->max_count = static_cast<uint32_t>(n);
+  } else if (name == "limit") {
+    uint64_t n = 0;
+    if (!parse_u64(value, &n) || n < 1 || n > limits::kMaxListLimit) {
+      return invalid("limit must be a whole number from 1 to " + std::to_string(limits::kMaxListLimit));
+    }
+    out->limit = static_cast<uint32_t>(n);
+  } else if (name == "after") {
+    if (!is_valid_mailbox_name(value)) return invalid("after must be a mailbox name");
+    out->after = std::string(value);
+  } else if (name == "delay") {
+    int64_t ms = 0;
+    if (!parse_duration_ms(value, &ms)) {
+      return invalid("delay must be a duration such as 500ms, 30s, 5m, 24h or a number of seconds");
+    }
+    if (ms > limits::kMaxDelayMs) return invalid("delay must be at most 366 days");
+    if (ms > 0) out->delay_ms = ms;  // delay=0: no delay
   } else if (name == "wait" || name == "ttl" || name == "lease") {
     int64_t ms = 0;
     if (!parse_duration_ms(value, &ms)) {
@@ -131,6 +158,10 @@ std::string_view operation_name(Operation op) {
     case Operation::kAck: return "ack";
     case Operation::kNack: return "nack";
     case Operation::kStats: return "stats";
+    case Operation::kExtend: return "extend";
+    case Operation::kPurge: return "purge";
+    case Operation::kRedrive: return "redrive";
+    case Operation::kList: return "list";
   }
   return "consume";
 }
@@ -182,17 +213,68 @@ Status parse_publication_key(std::string_view prefix, std::string_view key, std:
   return Status::ok();
 }
 
+bool is_valid_list_pattern(std::string_view pattern) {
+  if (pattern == "*") return true;
+  if (pattern.find("$*") == std::string_view::npos || pattern.size() > limits::kMaxMailboxNameBytes) return false;
+  // Without its wildcards, what is left must be name characters, and a
+  // name may not start with '@' or '.'.
+  if (pattern.front() == '@' || pattern.front() == '.') return false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern.substr(i, 2) == "$*") {
+      ++i;
+      continue;
+    }
+    if (!is_name_char(pattern[i])) return false;
+  }
+  return pattern.find("$*$*") == std::string_view::npos;  // Zenoh's canonical form has no `$*$*`
+}
+
+Status parse_publication_options(std::optional<std::string_view> attachment, PublicationOptions* out) {
+  *out = PublicationOptions{};
+  if (!attachment || attachment->empty() || attachment->front() != '{') return Status::ok();
+  auto parsed = nlohmann::json::parse(*attachment, nullptr, false);
+  if (!parsed.is_object()) return Status::ok();
+  for (const char* field : {"delay", "ttl"}) {
+    auto it = parsed.find(field);
+    if (it == parsed.end()) continue;
+    int64_t ms = 0;
+    if (!it->is_string() || !parse_duration_ms(it->get<std::string>(), &ms)) {
+      return invalid(std::string(field) + " in the attachment must be a duration string such as \"30s\"");
+    }
+    if (std::string_view(field) == "delay") {
+      if (ms > limits::kMaxDelayMs) return invalid("delay must be at most 366 days");
+      if (ms > 0) out->delay_ms = ms;
+    } else {
+      if (ms <= 0 || ms > limits::kMaxTtlMs) return invalid("ttl must be more than 0 and at most 366 days");
+      out->ttl_ms = ms;
+    }
+  }
+  return Status::ok();
+}
+
 Status parse_query(std::string_view prefix, std::string_view key, std::string_view parameters,
                    const RequestLimits& request_limits, Request* out) {
   std::string_view rest;
   if (!strip_prefix(prefix, key, &rest)) return invalid("key is not under the mailbox prefix");
   const size_t slash = rest.find('/');
   const std::string_view box = rest.substr(0, slash);
-  Status s = check_mailbox(box);
-  if (!s.is_ok()) return s;
   *out = Request{};
-  out->mailbox = std::string(box);
-  if (slash == std::string_view::npos) {
+  // The list form of stats is the one place a wildcard is allowed.
+  if (slash != std::string_view::npos && rest.substr(slash + 1) == "stats" &&
+      (box == "*" || box.find("$*") != std::string_view::npos)) {
+    if (!is_valid_list_pattern(box)) {
+      return invalid("bad list pattern: use * or one chunk of mailbox name characters with $* (e.g. team-$*)");
+    }
+    out->op = Operation::kList;
+    out->mailbox = std::string(box);
+  } else {
+    Status s = check_mailbox(box);
+    if (!s.is_ok()) return s;
+    out->mailbox = std::string(box);
+  }
+  if (out->op == Operation::kList) {
+    // parameters below
+  } else if (slash == std::string_view::npos) {
     out->op = Operation::kConsume;
   } else {
     const std::string_view op = rest.substr(slash + 1);
@@ -202,8 +284,14 @@ Status parse_query(std::string_view prefix, std::string_view key, std::string_vi
     else if (op == "ack") out->op = Operation::kAck;
     else if (op == "nack") out->op = Operation::kNack;
     else if (op == "stats") out->op = Operation::kStats;
+    else if (op == "extend") out->op = Operation::kExtend;
+    else if (op == "purge") out->op = Operation::kPurge;
+    else if (op == "redrive") out->op = Operation::kRedrive;
     else if (op.find('*') != std::string_view::npos) return invalid("wildcards are not allowed in the operation");
-    else return invalid("unknown operation '" + std::string(op) + "': use consume, peek, put, ack, nack or stats");
+    else {
+      return invalid("unknown operation '" + std::string(op) +
+                     "': use consume, peek, put, ack, nack, extend, stats, purge or redrive");
+    }
   }
 
   if (parameters.size() > limits::kMaxParametersBytes) return invalid("parameters are too long");
@@ -214,9 +302,11 @@ Status parse_query(std::string_view prefix, std::string_view key, std::string_vi
     return error.is_ok();
   });
   if (!error.is_ok()) return error;
-  if ((out->op == Operation::kAck || out->op == Operation::kNack) && !out->message_id) {
+  if ((out->op == Operation::kAck || out->op == Operation::kNack || out->op == Operation::kExtend) &&
+      !out->message_id) {
     return invalid(std::string(operation_name(out->op)) + " needs id=<message id>");
   }
+  if (out->op == Operation::kExtend && !out->lease_ms) return invalid("extend needs lease=<duration>");
   return Status::ok();
 }
 

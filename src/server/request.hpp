@@ -21,21 +21,48 @@
 
 namespace mailbox {
 
-enum class Operation : uint8_t { kConsume, kPeek, kPut, kAck, kNack, kStats };
+enum class Operation : uint8_t {
+  kConsume,
+  kPeek,
+  kPut,
+  kAck,
+  kNack,
+  kStats,
+  kExtend,   // v2
+  kPurge,    // v2
+  kRedrive,  // v2
+  kList,     // v2: `get P/<pattern>/stats`
+};
 
 std::string_view operation_name(Operation op);
 
 struct Request {
   Operation op = Operation::kConsume;
-  std::string mailbox;
+  std::string mailbox;  // for kList: the pattern (`*` or a chunk with `$*`)
   // n=: present when the client asked for a batch (reply in the batch shape).
   std::optional<uint32_t> max_count;
   std::optional<int64_t> wait_ms;
   std::optional<int64_t> ttl_ms;
   std::optional<int64_t> lease_ms;
   std::optional<std::string> rid;
-  std::optional<uint64_t> message_id;  // ack/nack id=
+  std::optional<uint64_t> message_id;  // ack/nack/extend id=
+  std::optional<int64_t> delay_ms;     // put delay=
+  std::optional<uint32_t> limit;       // list limit=
+  std::optional<std::string> after;    // list after=
 };
+
+// What a fire-and-forget publication may carry in its attachment beside its
+// token: `{"delay": "30s", "ttl": "1h"}` (durations as in parameters).
+struct PublicationOptions {
+  std::optional<int64_t> delay_ms;
+  std::optional<int64_t> ttl_ms;
+};
+
+// Reads the options of a publication's attachment. No attachment, or one
+// that is not a JSON object (open mode lets a publisher attach anything):
+// no options. A JSON object whose `delay` or `ttl` is not a valid duration
+// string: `invalid_argument` (the publication is dropped and counted).
+Status parse_publication_options(std::optional<std::string_view> attachment, PublicationOptions* out);
 
 struct RequestLimits {
   int64_t max_wait_ms = limits::kDefaultMaxWaitMs;
@@ -75,6 +102,10 @@ void for_each_parameter(std::string_view parameters, Visit visit) {
     if (!visit(name, value)) return;
   }
 }
+
+// True when `pattern` is a valid list pattern: `*`, or a chunk of mailbox
+// name characters and `$*` wildcards with at least one `$*`.
+bool is_valid_list_pattern(std::string_view pattern);
 
 // Parses the key of a fire-and-forget publication: `prefix/<box>` only.
 Status parse_publication_key(std::string_view prefix, std::string_view key, std::string* mailbox);

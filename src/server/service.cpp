@@ -121,7 +121,11 @@ auth::Right required_right(Operation op) {
     case Operation::kPeek: return auth::Right::kPeek;
     case Operation::kStats: return auth::Right::kStats;
     case Operation::kAck:
-    case Operation::kNack: return auth::Right::kAck;
+    case Operation::kNack:
+    case Operation::kExtend: return auth::Right::kAck;
+    case Operation::kPurge: return auth::Right::kPurge;
+    case Operation::kRedrive: return auth::Right::kRedrive;
+    case Operation::kList: return auth::Right::kList;
   }
   return auth::Right::kAdmin;  // unreachable: the strictest
 }
@@ -364,7 +368,13 @@ void MailboxService::serve_request(SharedExchange exchange) {
   if (!s.is_ok()) return reply_error(std::move(exchange), std::move(s));
   exchange->metric_slot = static_cast<int>(request.op);
   if (claims) {
-    s = auth::authorize(*claims, required_right(request.op), request.mailbox);
+    // A list names a pattern, not a mailbox: it needs the right at all
+    // here, and shows only the mailboxes the token covers (submit_list).
+    s = request.op == Operation::kList
+            ? (claims->has_right(auth::Right::kList)
+                   ? Status::ok()
+                   : Status::error(ErrorCode::kForbidden, "this token does not grant list"))
+            : auth::authorize(*claims, required_right(request.op), request.mailbox);
     if (!s.is_ok()) {
       counters_.forbidden.fetch_add(1, std::memory_order_relaxed);
       return reply_error(std::move(exchange), std::move(s));
@@ -396,17 +406,28 @@ void MailboxService::act(SharedExchange exchange, Request&& request) {
     case Operation::kConsume:
       return submit_consume(std::move(exchange), std::move(request));
     case Operation::kPeek: {
-      ReadRequest read{ReadRequest::Kind::kPeek, request.mailbox, request.max_count.value_or(1),
-                       request.wait_ms.value_or(0)};
+      ReadRequest read;
+      read.kind = ReadRequest::Kind::kPeek;
+      read.mailbox = request.mailbox;
+      read.max_count = request.max_count.value_or(1);
+      read.wait_ms = request.wait_ms.value_or(0);
       return submit_read(std::move(exchange), std::move(read), request.max_count.has_value());
     }
     case Operation::kStats: {
-      ReadRequest read{ReadRequest::Kind::kStats, request.mailbox, 1, 0};
+      ReadRequest read;
+      read.kind = ReadRequest::Kind::kStats;
+      read.mailbox = request.mailbox;
       return submit_read(std::move(exchange), std::move(read), false);
     }
     case Operation::kAck:
     case Operation::kNack:
+    case Operation::kExtend:
       return submit_settle(std::move(exchange), std::move(request));
+    case Operation::kPurge:
+    case Operation::kRedrive:
+      return submit_bulk(std::move(exchange), std::move(request));
+    case Operation::kList:
+      return submit_list(std::move(exchange), std::move(request));
   }
 }
 
@@ -567,9 +588,13 @@ void MailboxService::serve_forwarded(uint64_t from, std::string request, Forward
       if (!publication_authorized(exchange->attachment(), mailbox)) {
         return reply_error(std::move(exchange), Status::error(ErrorCode::kUnauthorized, "publication refused"));
       }
+      PublicationOptions options;
+      if (Status bad = parse_publication_options(exchange->attachment(), &options); !bad.is_ok()) {
+        return reply_error(std::move(exchange), std::move(bad));
+      }
       std::string body(*payload);
       std::string enc(encoding ? *encoding : std::string_view());
-      store_publication(std::move(mailbox), std::move(enc), std::move(body), id,
+      store_publication(std::move(mailbox), std::move(enc), std::move(body), id, options,
                         [this, exchange = std::move(exchange)](Status status) mutable {
                           if (!status.is_ok()) return reply_error(std::move(exchange), std::move(status));
                           reply_json(std::move(exchange), "{\"ok\":true}");
@@ -701,15 +726,71 @@ void MailboxService::submit_settle(SharedExchange exchange, Request&& request) {
   Command command;
   if (request.op == Operation::kAck) {
     command = AckCommand{request.mailbox, *request.message_id, request.rid.value_or("")};
-  } else {
+  } else if (request.op == Operation::kNack) {
     command = NackCommand{request.mailbox, *request.message_id, request.rid.value_or("")};
+  } else {
+    command = ExtendCommand{request.mailbox, *request.message_id, *request.lease_ms, request.rid.value_or("")};
   }
   const uint64_t id = *request.message_id;
-  auto done = [this, exchange = std::move(exchange), id](CommandResult&& r) mutable {
+  const bool extend = request.op == Operation::kExtend;
+  auto done = [this, exchange = std::move(exchange), id, extend](CommandResult&& r) mutable {
     if (!r.status.is_ok()) return reply_error(std::move(exchange), std::move(r.status));
-    reply_json(std::move(exchange), put_reply(id));
+    reply_json(std::move(exchange), extend ? extend_reply(id, r.lease_expires_at_ms) : put_reply(id));
   };
   node_.submit_command(std::move(command), std::move(done));
+}
+
+void MailboxService::submit_bulk(SharedExchange exchange, Request&& request) {
+  Command command;
+  const bool purge = request.op == Operation::kPurge;
+  if (purge) {
+    command = PurgeCommand{request.mailbox, request.rid.value_or("")};
+  } else {
+    command = RedriveCommand{request.mailbox, request.max_count.value_or(0), request.rid.value_or("")};
+  }
+  auto done = [this, exchange = std::move(exchange), purge](CommandResult&& r) mutable {
+    if (!r.status.is_ok()) return reply_error(std::move(exchange), std::move(r.status));
+    reply_json(std::move(exchange), ::mailbox::count_reply(purge ? "purged" : "moved", r.count));
+  };
+  node_.submit_command(std::move(command), std::move(done));
+}
+
+// A page of the listing: one stats reply per mailbox, each on its own key
+// (so Zenoh's default consolidation keeps them all); none: `empty`.
+void MailboxService::submit_list(SharedExchange exchange, Request&& request) {
+  ReadRequest read;
+  read.kind = ReadRequest::Kind::kList;
+  read.list = ListQuery{request.mailbox, request.after.value_or(""), request.limit.value_or(limits::kDefaultListLimit)};
+  if (options_.verifier) {
+    // The token was checked where the query arrived; its claims decide
+    // which mailboxes this page may show.
+    std::shared_ptr<const auth::TokenClaims> claims;
+    Status s = options_.verifier->verify_attachment(exchange->attachment(), unix_now_s(), &claims);
+    if (!s.is_ok()) {
+      counters_.unauthorized.fetch_add(1, std::memory_order_relaxed);
+      return reply_error(std::move(exchange), std::move(s));
+    }
+    if (!claims->has_right(auth::Right::kList)) {
+      counters_.forbidden.fetch_add(1, std::memory_order_relaxed);
+      return reply_error(std::move(exchange), Status::error(ErrorCode::kForbidden, "this token does not grant list"));
+    }
+    read.accept = [claims](std::string_view name) { return claims->covers(name); };
+  }
+  auto done = [this, exchange = std::move(exchange)](ReadResult&& r) mutable {
+    if (!r.status.is_ok()) return reply_error(std::move(exchange), std::move(r.status));
+    if (r.listed.empty()) {
+      return reply_error(std::move(exchange), Status::error(ErrorCode::kEmpty, "no mailbox that matches holds messages"));
+    }
+    worker_.push([this, exchange = std::move(exchange), listed = std::move(r.listed)]() mutable {
+      for (const ListedMailbox& m : listed) {
+        exchange->reply(options_.prefix + "/" + m.name + "/stats", stats_reply(m.name, m.stats), kJsonEncoding,
+                        std::nullopt);
+      }
+      exchange.reset();
+      release();
+    });
+  };
+  node_.submit_read(std::move(read), std::move(done));
 }
 
 void MailboxService::submit_put(SharedExchange exchange, Request&& request) {
@@ -734,6 +815,7 @@ void MailboxService::submit_put(SharedExchange exchange, Request&& request) {
   put.payload = std::string(*payload);
   put.ttl_ms = request.ttl_ms.value_or(options_.default_ttl_ms);
   put.rid = request.rid.value_or("");
+  put.delay_ms = request.delay_ms.value_or(0);
   auto done = [this, exchange = std::move(exchange)](CommandResult&& r) mutable {
     if (!r.status.is_ok()) return reply_error(std::move(exchange), std::move(r.status));
     reply_json(std::move(exchange), put_reply(r.put_id));
@@ -828,13 +910,19 @@ void MailboxService::on_publication(const zenoh::Sample& sample) {
     return;
   }
   if (!publication_authorized(sample.attachment, mailbox)) return;
+  PublicationOptions options;
+  if (Status bad = parse_publication_options(sample.attachment, &options); !bad.is_ok()) {
+    counters_.publications_dropped.fetch_add(1, std::memory_order_relaxed);
+    log_debug("dropped publication on %s: %s", mailbox.c_str(), bad.message.c_str());
+    return;
+  }
   HeldPublication publication{std::move(mailbox), std::string(sample.encoding), std::string(sample.payload),
                               owned(sample.attachment), sample.timestamp ? publication_id(*sample.timestamp) : 0,
-                              steady_now_ms()};
+                              steady_now_ms(), options};
   if (leads()) {
     std::string box = publication.mailbox;
     return store_publication(std::move(publication.mailbox), std::move(publication.encoding),
-                             std::move(publication.payload), publication.publication_id,
+                             std::move(publication.payload), publication.publication_id, publication.options,
                              [this, box = std::move(box)](Status status) {
                                if (status.is_ok()) return;
                                count_dropped(DropReason::kRefused);
@@ -884,7 +972,7 @@ void MailboxService::forward_held_publications() {
     if (leading) {
       std::string box = held.mailbox;
       store_publication(std::move(held.mailbox), std::move(held.encoding), std::move(held.payload),
-                        held.publication_id, [this, box = std::move(box)](Status status) {
+                        held.publication_id, held.options, [this, box = std::move(box)](Status status) {
                           if (status.is_ok()) return;
                           count_dropped(DropReason::kRefused);
                           log_request_warn("publication", box.c_str(), "held, then not stored: %s",
@@ -934,13 +1022,15 @@ void MailboxService::forward_publication(HeldPublication publication, uint64_t l
 // Proposes a publication on this node (the leader); `done` runs once, on the
 // Raft loop thread or here, with the outcome.
 void MailboxService::store_publication(std::string mailbox, std::string encoding, std::string payload,
-                                       uint64_t publication_id, std::function<void(Status)> done) {
+                                       uint64_t publication_id, const PublicationOptions& options,
+                                       std::function<void(Status)> done) {
   if (!admit()) return done(Status::error(ErrorCode::kUnavailable, "server overloaded"));
   PutCommand put;
   put.mailbox = std::move(mailbox);
   put.encoding = encoding.empty() ? std::string(kDefaultEncoding) : std::move(encoding);
   put.payload = std::move(payload);
-  put.ttl_ms = options_.default_ttl_ms;
+  put.ttl_ms = options.ttl_ms.value_or(options_.default_ttl_ms);
+  put.delay_ms = options.delay_ms.value_or(0);
   put.publication_id = publication_id;
   node_.submit_command(std::move(put), [this, done = std::move(done)](CommandResult&& r) {
     release();

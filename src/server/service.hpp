@@ -164,12 +164,13 @@ class MailboxService {
     std::optional<std::string> attachment;
     uint64_t publication_id = 0;
     int64_t arrival_ms = 0;  // steady clock
+    PublicationOptions options;  // from the attachment (delay, ttl)
   };
   void hold_publication(HeldPublication publication);
   void forward_held_publications();
   void forward_publication(HeldPublication publication, uint64_t leader);
   void store_publication(std::string mailbox, std::string encoding, std::string payload, uint64_t publication_id,
-                         std::function<void(Status)> done);
+                         const PublicationOptions& options, std::function<void(Status)> done);
 
   // Checks the token in `attachment` against `right` on `mailbox` (right
   // kAdmin: no mailbox). OK when access control is off.
@@ -187,7 +188,9 @@ class MailboxService {
   void submit_put(SharedExchange exchange, Request&& request);
   void submit_consume(SharedExchange exchange, Request&& request);
   void submit_read(SharedExchange exchange, ReadRequest&& read, bool batch_shape);
-  void submit_settle(SharedExchange exchange, Request&& request);
+  void submit_settle(SharedExchange exchange, Request&& request);  // ack, nack, extend
+  void submit_bulk(SharedExchange exchange, Request&& request);    // purge, redrive
+  void submit_list(SharedExchange exchange, Request&& request);
 
   // Queue replies on the worker; each releases one admission.
   void reply_error(SharedExchange exchange, Status status);

@@ -23,6 +23,13 @@ for s in $'forge/mailbox/alice\n' $'forge/mailbox/alice/consume\nn=10;wait=30s;l
          $'forge/mailbox/alice\nn=0;n=1' $'forge/mailbox/alice/consume\nwait=99999999999999999999h'; do
   seed request "$s"
 done
+# SPEC v2 queue features (own numbering, so the seeds above keep their names).
+v=0
+for s in $'forge/mailbox/alice/put\ndelay=30s;ttl=1h' $'forge/mailbox/alice/extend\nid=17;lease=5m;rid=e' \
+         $'forge/mailbox/alice/purge\nrid=p' $'forge/mailbox/alice/redrive\nn=100000' \
+         $'forge/mailbox/$*-eu/stats\nlimit=10000' $'{"token":"x","delay":"30s","ttl":"1h"}'; do
+  v=$((v + 1)); printf '%s' "$s" >"$corpus/request/seed-v2-$(printf %02d $v)"
+done
 
 tok() {
   "$mailbox" token create --key "$here/fuzz_test_key.pem" --kid fuzz --cluster "${4:-fuzz-cluster}" \

@@ -412,3 +412,33 @@ def test_secure_cluster(secure_cluster):
     s.undeclare()
     for cl in clients.values():
         cl.close()
+
+
+def test_queue_features_need_their_rights_and_list_shows_only_covered_mailboxes(workdir, pki):
+    """SPEC v2: extend needs `ack`, purge `purge`, redrive `redrive`; the
+    list shows only the mailboxes the token may list."""
+    node = secure_node(workdir, pki, scheme="tls").start()
+    try:
+        writer = Client(node.endpoint, tls_settings(pki, "bob"), token(pki, "bob", "team-*,solo", "put,consume,ack,stats"))
+        writer.wait_ready(box="team-a")
+        for box in ("team-a", "team-b", "solo"):
+            writer.put_ack(box, b"x")
+        kind, body = writer.consume("team-a", "lease=1m")
+        msg_id = body["attachment"]["id"]
+        assert writer.one(f"{PREFIX}/team-a/extend?id={msg_id};lease=2m")[0] == "ok"
+        for op in ("/purge", "/redrive"):
+            assert code_of(writer.one(f"{PREFIX}/team-a{op}"))[0] == "forbidden", op
+        assert code_of(writer.one(f"{PREFIX}/*/stats"))[0] == "forbidden"
+        lister = Client(node.endpoint, tls_settings(pki, "alice"), token(pki, "alice", "team-*", "list,purge,redrive"))
+        replies = lister.query(f"{PREFIX}/*/stats")
+        assert sorted(json.loads(b["payload"])["mailbox"] for k, b in replies if k == "ok") == ["team-a", "team-b"]
+        assert code_of(lister.one(f"{PREFIX}/solo/purge"))[0] == "forbidden"
+        kind, body = lister.one(f"{PREFIX}/team-b/purge")
+        assert kind == "ok" and json.loads(body["payload"]) == {"purged": 1}
+        kind, body = lister.one(f"{PREFIX}/team-b/redrive")
+        assert kind == "ok" and json.loads(body["payload"]) == {"moved": 0}
+        assert code_of(lister.one(f"{PREFIX}/solo$*/stats"))[0] == "empty"
+        writer.close()
+        lister.close()
+    finally:
+        node.stop()

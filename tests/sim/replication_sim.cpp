@@ -74,6 +74,9 @@ constexpr int64_t kWallClockEpochMs = 1'790'000'000'000;
 constexpr int64_t kLongTtlMs = 3'600'000;
 constexpr int64_t kShortTtlMs = 400;
 constexpr int64_t kLeaseMs = 300;
+// Delayed puts (SPEC v2) are due within this.
+constexpr int64_t kMaxDelayMs = 1500;
+constexpr uint32_t kSimMaxDeliveries = 2;
 constexpr uint64_t kSegmentBytes = 8 * 1024;
 constexpr uint64_t kChunkBytes = 16 * 1024;
 constexpr unsigned kMaxClientsInFlight = 8;
@@ -91,6 +94,11 @@ struct Totals {
   uint64_t kills = 0, crashes_mid_write = 0, fatal_crashes = 0, refusals = 0, transfers = 0, installs = 0,
            replacements = 0, disk_errors = 0, torn_repairs = 0, committed = 0, leaders_forgotten = 0,
            promotion_probes = 0, refused_disk_full = 0, disk_full_transfers = 0;
+  // The v2 operations that did something (committed, first application).
+  uint64_t delayed_delivered = 0;
+  uint64_t extended = 0;
+  uint64_t purged = 0;
+  uint64_t redriven = 0;
 };
 Totals g_totals;
 
@@ -320,6 +328,7 @@ class World {
   std::map<uint64_t, std::map<uint64_t, uint64_t>> digest_at_;   // index -> node -> digest
   std::map<std::string, uint64_t> acked_puts_;                  // payload -> id the client got
   std::map<std::string, int64_t> ttl_of_;
+  std::map<std::string, int64_t> delay_of_;
   std::map<std::string, std::vector<uint64_t>> client_consumed_;  // mailbox/rid -> ids the client got
   std::vector<Command> retries_;
   std::vector<std::pair<std::string, uint64_t>> leased_;
@@ -394,6 +403,8 @@ bool SimNode::start(const std::vector<RaftPeer>& initial_voters) {
   driver_options.node_id = id_;
   driver_options.address = address();
   driver_options.election_timeout_ms = 1000;
+  // Few deliveries before the dead letters, so that redrive has work.
+  driver_options.state_config.max_deliveries = kSimMaxDeliveries;
   driver_options.heartbeat_timeout_ms = 100;
   driver_options.install_snapshot_timeout_ms = 5000;
   // Small: snapshots often, and often installed on a follower behind.
@@ -1141,6 +1152,7 @@ Command World::random_command() {
     p.payload = "m" + std::to_string(next_payload_++) + std::string(client_rng_.chance(5) ? 3000 : 0, 'x');
     p.ttl_ms = client_rng_.chance(10) ? kShortTtlMs : kLongTtlMs;
     p.rid = client_rng_.chance(70) ? "p" + std::to_string(next_rid_++) : "";
+    if (client_rng_.chance(15)) p.delay_ms = 1 + static_cast<int64_t>(client_rng_.below(kMaxDelayMs));
     return p;
   }
   if (pick < 85) {
@@ -1150,6 +1162,18 @@ Command World::random_command() {
     k.lease_ms = client_rng_.chance(20) ? kLeaseMs : 0;
     k.rid = "c" + std::to_string(next_rid_++);
     return k;
+  }
+  // The v2 operations: rarely a purge (it removes acknowledged messages,
+  // which the check then excuses), some redrives of the dead letters.
+  if (pick < 86 && client_rng_.chance(10)) {
+    return PurgeCommand{box, client_rng_.chance(50) ? "x" + std::to_string(next_rid_++) : ""};
+  }
+  if (pick < 89) {
+    return RedriveCommand{box, static_cast<uint32_t>(client_rng_.below(3)), "r" + std::to_string(next_rid_++)};
+  }
+  if (pick < 93 && !leased_.empty()) {
+    const auto& [mailbox, id] = leased_[client_rng_.below(leased_.size())];
+    return ExtendCommand{mailbox, id, kLeaseMs, client_rng_.chance(50) ? "e" + std::to_string(next_rid_++) : ""};
   }
   if (!leased_.empty()) {
     const size_t i = client_rng_.below(leased_.size());
@@ -1196,6 +1220,7 @@ void World::on_result(const Command& c, CommandResult&& res, uint64_t request) {
            std::to_string(pos->second));
     }
     ttl_of_.emplace(p->payload, p->ttl_ms);
+    delay_of_.emplace(p->payload, p->delay_ms);
   } else if (const auto* a = std::get_if<AckCommand>(&c)) {
     if (res.status.is_ok()) acked_leases_.emplace(a->mailbox, a->id);
   } else if (const auto* k = std::get_if<ConsumeCommand>(&c)) {
@@ -1234,7 +1259,9 @@ void World::peek() {
   for (auto& n : nodes_) {
     if (n->up()) issued = std::max(issued, n->driver().status().commit_index);
   }
-  ReadRequest read{ReadRequest::Kind::kPeek, kMailboxes[client_rng_.below(3)], 1, 0};
+  ReadRequest read;
+  read.kind = ReadRequest::Kind::kPeek;
+  read.mailbox = kMailboxes[client_rng_.below(3)];
   const std::string mailbox = read.mailbox;
   SimNode* n = node(l);
   n->driver().submit_read(std::move(read), [this, n, issued, mailbox](ReadResult&& r) {
@@ -1321,12 +1348,31 @@ void World::check() {
   std::vector<Delivery> deliveries;
   std::map<std::string, std::pair<uint64_t, std::vector<uint64_t>>> removed_by_rid;  // first occurrence
   std::map<std::string, uint64_t> committed_puts;                                       // payload -> id
+  std::map<std::string, std::pair<uint64_t, std::string>> put_at;                       // payload -> (index, mailbox)
+  std::set<std::pair<std::string, uint64_t>> delayed_ids;  // (mailbox, id) of delayed puts
+  std::map<std::string, uint64_t> last_purge;              // mailbox -> index of its last purge
+  // The state machine's clock: entry times made monotonic (a new leader's
+  // clock may be behind), as expiry and delays are decided.
+  int64_t clock_ms = 0;
   for (const auto& [index, c] : committed_) {
+    clock_ms = std::max(clock_ms, c.entry.leader_time_ms);
     for (size_t i = 0; i < c.results.size(); ++i) {
       const Command& cmd = c.entry.commands[i];
       const CommandResult& res = c.results[i];
       if (const auto* p = std::get_if<PutCommand>(&cmd)) {
-        if (res.status.is_ok()) committed_puts.emplace(p->payload, res.put_id);
+        if (res.status.is_ok() && !res.deduplicated) {
+          committed_puts.emplace(p->payload, res.put_id);
+          put_at.emplace(p->payload, std::make_pair(index, p->mailbox));
+          if (p->delay_ms > 0) delayed_ids.emplace(p->mailbox, res.put_id);
+        }
+      }
+      if (const auto* purge = std::get_if<PurgeCommand>(&cmd); purge && !res.deduplicated) {
+        last_purge[purge->mailbox] = index;
+        g_totals.purged += res.count;
+      }
+      if (std::holds_alternative<RedriveCommand>(cmd) && !res.deduplicated) g_totals.redriven += res.count;
+      if (std::holds_alternative<ExtendCommand>(cmd) && !res.deduplicated && res.status.is_ok()) {
+        g_totals.extended += 1;
       }
       const auto* k = std::get_if<ConsumeCommand>(&cmd);
       if (k == nullptr || !res.status.is_ok()) continue;
@@ -1334,7 +1380,7 @@ void World::check() {
       for (const auto& m : res.messages) {
         ids.push_back(m.id);
         deliveries.push_back(Delivery{index, deliveries.size(), k->mailbox, m.id, m.body->payload, k->lease_ms > 0,
-                                      c.entry.leader_time_ms, m.enqueued_at_ms, res.deduplicated});
+                                      clock_ms, m.enqueued_at_ms, res.deduplicated});
       }
       removed_by_rid.emplace(k->mailbox + "/" + k->rid, std::make_pair(index, ids));
     }
@@ -1371,14 +1417,22 @@ void World::check() {
     if (!d.leased && !d.repeat) removed.emplace(d.mailbox, d.id);
     if (!d.leased) delivered_payloads.insert(d.payload);
     auto ttl = ttl_of_.find(d.payload);
-    if (!d.repeat && ttl != ttl_of_.end() && d.at_ms >= d.enqueued_at_ms + ttl->second) {
+    const int64_t delay = delay_of_.count(d.payload) ? delay_of_[d.payload] : 0;
+    if (!d.repeat && ttl != ttl_of_.end() && d.at_ms >= d.enqueued_at_ms + delay + ttl->second) {
       fail("message " + std::to_string(d.id) + " delivered at " + std::to_string(d.at_ms) +
-           ", at or after its expiry " + std::to_string(d.enqueued_at_ms + ttl->second));
+           ", at or after its expiry " + std::to_string(d.enqueued_at_ms + delay + ttl->second));
+    }
+    if (!d.repeat && delay > 0) g_totals.delayed_delivered += 1;
+    if (!d.repeat && d.at_ms < d.enqueued_at_ms + delay) {
+      fail("delayed message " + std::to_string(d.id) + " delivered at " + std::to_string(d.at_ms) +
+           ", before it was due at " + std::to_string(d.enqueued_at_ms + delay));
     }
     if (d.leased || d.repeat) continue;
     if (++unleased_count[d.id] > 1) fail("message " + std::to_string(d.id) + " delivered twice without a lease");
     const bool dead_letter = d.mailbox.find(".dlq") != std::string::npos;
-    if (!dead_letter && !ever_leased.count({d.mailbox, d.id})) {
+    // FIFO by id among messages visible together: a delayed message keeps
+    // its (smaller) id and is delivered when due (docs/PROTOCOL.md).
+    if (!dead_letter && !ever_leased.count({d.mailbox, d.id}) && !delayed_ids.count({d.mailbox, d.id})) {
       if (d.id <= last_id[d.mailbox]) {
         fail("FIFO broken in " + d.mailbox + ": " + std::to_string(d.id) + " after " +
              std::to_string(last_id[d.mailbox]));
@@ -1392,6 +1446,16 @@ void World::check() {
   for (const auto& [payload, id] : acked_puts_) {
     if (delivered_payloads.count(payload)) continue;
     if (ttl_of_[payload] == kShortTtlMs) continue;  // may have expired first
+    // A purge of its mailbox (or of its dead letters) after it was put may
+    // have removed it.
+    if (auto at = put_at.find(payload); at != put_at.end()) {
+      const auto& [put_index, box] = at->second;
+      auto purged = [&](const std::string& name) {
+        auto it = last_purge.find(name);
+        return it != last_purge.end() && it->second >= put_index;
+      };
+      if (purged(box) || purged(dead_letter_mailbox(box))) continue;
+    }
     fail("acknowledged message " + std::to_string(id) + " (" + payload.substr(0, 20) + ") was never delivered");
   }
   std::map<std::pair<std::string, uint64_t>, uint64_t> removed_at;
@@ -1502,6 +1566,10 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(t.promotion_probes), static_cast<unsigned long long>(t.leaders_forgotten),
               static_cast<unsigned long long>(t.refused_disk_full),
               static_cast<unsigned long long>(t.disk_full_transfers));
+  std::printf("v2 operations: %llu delayed messages delivered, %llu leases extended, %llu messages purged, %llu "
+              "redriven\n",
+              static_cast<unsigned long long>(t.delayed_delivered), static_cast<unsigned long long>(t.extended),
+              static_cast<unsigned long long>(t.purged), static_cast<unsigned long long>(t.redriven));
   std::printf("%u passed, %u failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

@@ -42,6 +42,49 @@ TEST(Commands, EntryRoundTripsEveryCommand) {
   EXPECT_EQ(std::get<ConfigureCommand>(d.commands[5]).config, config);
 }
 
+TEST(Commands, V2CommandsRoundTrip) {
+  Entry e;
+  PutCommand delayed{"alice", "text/plain", "later", 5000, "r1"};
+  delayed.delay_ms = 30'000;
+  e.commands.push_back(delayed);
+  e.commands.push_back(ExtendCommand{"bob", 7, 60'000, "r2"});
+  e.commands.push_back(PurgeCommand{"carol", "r3"});
+  e.commands.push_back(RedriveCommand{"dave", 100, ""});
+  Entry d;
+  ASSERT_TRUE(decode_entry(encode_entry(e), &d));
+  ASSERT_EQ(d.commands.size(), 4u);
+  EXPECT_EQ(std::get<PutCommand>(d.commands[0]).delay_ms, 30'000);
+  EXPECT_EQ(std::get<PutCommand>(d.commands[0]).payload, "later");
+  const auto& extend = std::get<ExtendCommand>(d.commands[1]);
+  EXPECT_EQ(extend.mailbox, "bob");
+  EXPECT_EQ(extend.id, 7u);
+  EXPECT_EQ(extend.lease_ms, 60'000);
+  EXPECT_EQ(extend.rid, "r2");
+  EXPECT_EQ(std::get<PurgeCommand>(d.commands[2]).rid, "r3");
+  EXPECT_EQ(std::get<RedriveCommand>(d.commands[3]).max_count, 100u);
+  EXPECT_EQ(std::get<RedriveCommand>(d.commands[3]).mailbox, "dave");
+}
+
+TEST(Commands, APutWithoutDelayKeepsItsVersionOneBytes) {
+  // Tag 1, then the fields as before the v2 operations: an old node reads it.
+  Entry e;
+  e.commands.push_back(PutCommand{"a", "", "x", 1, ""});
+  const std::string bytes = encode_entry(e);
+  EXPECT_EQ(static_cast<uint8_t>(bytes[0]), 1u);  // format version
+  EXPECT_EQ(static_cast<uint8_t>(bytes[1 + 8 + 8 + 1]), 1u);  // after time, token, count: the put tag
+  PutCommand delayed{"a", "", "x", 1, ""};
+  delayed.delay_ms = 1;
+  Entry f;
+  f.commands.push_back(delayed);
+  EXPECT_EQ(static_cast<uint8_t>(encode_entry(f)[1 + 8 + 8 + 1]), 7u);  // the delayed-put tag
+  // A delayed-put tag with no delay, or one beyond 366 days, is malformed.
+  Entry out;
+  ASSERT_TRUE(decode_entry(encode_entry(f), &out));
+  delayed.delay_ms = limits::kMaxDelayMs + 1;
+  f.commands[0] = delayed;
+  EXPECT_FALSE(decode_entry(encode_entry(f), &out));
+}
+
 TEST(Commands, EntriesArePaddedToEightBytes) {
   for (size_t size = 0; size < 20; ++size) {
     Entry e;

@@ -77,12 +77,91 @@ TEST(Request, BadKeysAndParameters) {
       {"forge/mailbox/a/ack", "id=0"},
       {"forge/mailbox/a/ack", "id=x"},
       {"forge/mailbox/a/nack", "id=-4"},
+      // v2
+      {"forge/mailbox/a/put", "delay=abc"},
+      {"forge/mailbox/a/put", "delay=8785h"},  // more than 366 days
+      {"forge/mailbox/a/put", "delay=-1s"},
+      {"forge/mailbox/a", "delay=5s"},
+      {"forge/mailbox/a/extend", "id=1"},
+      {"forge/mailbox/a/extend", "lease=5s"},
+      {"forge/mailbox/a/extend", "id=1;lease=0"},
+      {"forge/mailbox/a/extend", "id=1;lease=13h"},
+      {"forge/mailbox/a/extend", "id=1;lease=5s;n=1"},
+      {"forge/mailbox/a/purge", "n=1"},
+      {"forge/mailbox/a/purge", "id=1"},
+      {"forge/mailbox/a/redrive", "n=0"},
+      {"forge/mailbox/a/redrive", "n=100001"},
+      {"forge/mailbox/a/redrive", "lease=1s"},
+      {"forge/mailbox/*/peek", ""},
+      {"forge/mailbox/*/purge", ""},
+      {"forge/mailbox/team-$*/redrive", ""},
+      {"forge/mailbox/team-$*", ""},
+      {"forge/mailbox/**/stats", ""},
+      {"forge/mailbox/*/stats/x", ""},
+      {"forge/mailbox/a*/stats", ""},
+      {"forge/mailbox/@$*/stats", ""},
+      {"forge/mailbox/.$*/stats", ""},
+      {"forge/mailbox/a b$*/stats", ""},
+      {"forge/mailbox/*/stats", "limit=0"},
+      {"forge/mailbox/*/stats", "limit=10001"},
+      {"forge/mailbox/*/stats", "after=*"},
+      {"forge/mailbox/*/stats", "after=@x"},
+      {"forge/mailbox/*/stats", "n=1"},
+      {"forge/mailbox/a/stats", "limit=5"},
   };
   for (const auto& [key, params] : bad) {
     Request r;
     Status s = parse(key, params, &r);
     EXPECT_EQ(s.code, ErrorCode::kInvalidArgument) << key << "?" << params;
     EXPECT_FALSE(s.message.empty()) << key << "?" << params;
+  }
+}
+
+TEST(Request, QueueFeatures) {
+  Request r;
+  ASSERT_TRUE(parse("forge/mailbox/a/put", "delay=30s;ttl=1h;rid=x", &r).is_ok());
+  EXPECT_EQ(*r.delay_ms, 30'000);
+  EXPECT_EQ(*r.ttl_ms, 3'600'000);
+  ASSERT_TRUE(parse("forge/mailbox/a/put", "delay=8784h", &r).is_ok());  // 366 days
+  EXPECT_EQ(*r.delay_ms, limits::kMaxDelayMs);
+  ASSERT_TRUE(parse("forge/mailbox/a/put", "delay=0", &r).is_ok());
+  EXPECT_FALSE(r.delay_ms.has_value());
+  ASSERT_TRUE(parse("forge/mailbox/a/extend", "id=7;lease=30s;rid=r", &r).is_ok());
+  EXPECT_EQ(r.op, Operation::kExtend);
+  EXPECT_EQ(*r.message_id, 7u);
+  EXPECT_EQ(*r.lease_ms, 30'000);
+  ASSERT_TRUE(parse("forge/mailbox/a/purge", "rid=r", &r).is_ok());
+  EXPECT_EQ(r.op, Operation::kPurge);
+  ASSERT_TRUE(parse("forge/mailbox/a/redrive", "", &r).is_ok());
+  EXPECT_EQ(r.op, Operation::kRedrive);
+  EXPECT_FALSE(r.max_count.has_value());
+  ASSERT_TRUE(parse("forge/mailbox/a/redrive", "n=100000", &r).is_ok());
+  EXPECT_EQ(*r.max_count, 100'000u);
+  ASSERT_TRUE(parse("forge/mailbox/*/stats", "", &r).is_ok());
+  EXPECT_EQ(r.op, Operation::kList);
+  EXPECT_EQ(r.mailbox, "*");
+  ASSERT_TRUE(parse("forge/mailbox/team-$*/stats", "limit=10;after=team-b", &r).is_ok());
+  EXPECT_EQ(r.op, Operation::kList);
+  EXPECT_EQ(r.mailbox, "team-$*");
+  EXPECT_EQ(*r.limit, 10u);
+  EXPECT_EQ(*r.after, "team-b");
+  ASSERT_TRUE(parse("forge/mailbox/$*-eu/stats", "", &r).is_ok());
+  ASSERT_TRUE(parse("forge/mailbox/a$*b$*c/stats", "", &r).is_ok());
+}
+
+TEST(Request, PublicationOptions) {
+  PublicationOptions o;
+  EXPECT_TRUE(parse_publication_options(std::nullopt, &o).is_ok());
+  EXPECT_FALSE(o.delay_ms.has_value());
+  EXPECT_TRUE(parse_publication_options("not json", &o).is_ok());
+  EXPECT_TRUE(parse_publication_options("{\"token\":\"x\"}", &o).is_ok());
+  EXPECT_FALSE(o.delay_ms.has_value());
+  ASSERT_TRUE(parse_publication_options("{\"token\":\"x\",\"delay\":\"30s\",\"ttl\":\"5m\"}", &o).is_ok());
+  EXPECT_EQ(*o.delay_ms, 30'000);
+  EXPECT_EQ(*o.ttl_ms, 300'000);
+  for (const char* bad : {"{\"delay\":30}", "{\"delay\":\"soon\"}", "{\"delay\":\"8785h\"}",
+                          "{\"ttl\":\"0\"}"}) {
+    EXPECT_EQ(parse_publication_options(std::string_view(bad), &o).code, ErrorCode::kInvalidArgument) << bad;
   }
 }
 

@@ -465,5 +465,318 @@ TEST(StateMachine, DigestDiffersWhenStateDiffers) {
   EXPECT_NE(a.digest(), b.digest());
 }
 
+// ---------------------------------------------------------------- v2: delay
+
+PutCommand delayed(std::string box, std::string payload, int64_t delay_ms, int64_t ttl_ms = 60'000,
+                   std::string rid = "") {
+  PutCommand p = put(std::move(box), std::move(payload), ttl_ms, std::move(rid));
+  p.delay_ms = delay_ms;
+  return p;
+}
+
+TEST(StateMachine, DelayedMessageIsHiddenUntilDue) {
+  StateMachine sm;
+  auto r = sm.apply(at(1000, {delayed("d", "later", 5000), put("d", "now")}));
+  ASSERT_TRUE(r[0].status.is_ok());
+  const uint64_t later_id = r[0].put_id;
+  EXPECT_LT(later_id, r[1].put_id);  // it keeps its id
+  // Only the visible message wakes waiters now.
+  EXPECT_EQ(sm.woken(), std::vector<std::string>{"d"});
+  MailboxStats s = sm.stats("d", 1000);
+  EXPECT_EQ(s.messages, 2u);
+  EXPECT_EQ(s.delayed, 1u);
+  EXPECT_EQ(s.leased, 0u);
+  std::vector<DeliveredMessage> out;
+  ASSERT_TRUE(sm.peek("d", 10, 1000, &out).is_ok());
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].body->payload, "now");
+  // Consume takes the oldest *visible* message.
+  r = sm.apply(at(1001, {take("d", 10)}));
+  ASSERT_EQ(r[0].messages.size(), 1u);
+  EXPECT_EQ(r[0].messages[0].body->payload, "now");
+  EXPECT_EQ(sm.apply(at(5999, {take("d")}))[0].status.code, ErrorCode::kEmpty);
+  EXPECT_FALSE(sm.has_visible("d", 5999));
+  // Ack, nack and extend do not treat a delay as a lease.
+  EXPECT_EQ(sm.apply(at(2000, {AckCommand{"d", later_id, ""}}))[0].status.code, ErrorCode::kNotFound);
+  EXPECT_EQ(sm.apply(at(2000, {NackCommand{"d", later_id, ""}}))[0].status.code, ErrorCode::kNotFound);
+  EXPECT_EQ(sm.apply(at(2000, {ExtendCommand{"d", later_id, 1000, ""}}))[0].status.code, ErrorCode::kNotFound);
+  // The sweep is due when the delay is, and the sweep wakes the mailbox.
+  EXPECT_EQ(sm.next_sweep_due_ms(), 6000);
+  sm.apply(at(6000, {SweepCommand{}}));
+  EXPECT_EQ(sm.woken(), std::vector<std::string>{"d"});
+  EXPECT_TRUE(sm.has_visible("d", 6000));
+  EXPECT_EQ(sm.stats("d", 6000).delayed, 0u);
+  r = sm.apply(at(6001, {take("d")}));
+  ASSERT_EQ(r[0].messages.size(), 1u);
+  EXPECT_EQ(r[0].messages[0].id, later_id);
+  EXPECT_EQ(r[0].messages[0].deliveries, 1u);
+  EXPECT_EQ(r[0].messages[0].enqueued_at_ms, 1000);
+}
+
+TEST(StateMachine, DelayedMessageIsConsumableWhenDueBeforeAnySweep) {
+  StateMachine sm;
+  sm.apply(at(0, {delayed("d", "x", 100)}));
+  auto r = sm.apply(at(100, {take("d", 1, 50)}));
+  ASSERT_EQ(r[0].messages.size(), 1u);
+  EXPECT_EQ(r[0].messages[0].lease_expires_at_ms, 150);
+  EXPECT_EQ(sm.stats("d", 120).leased, 1u);
+  EXPECT_EQ(sm.stats("d", 120).delayed, 0u);
+  EXPECT_TRUE(sm.apply(at(120, {AckCommand{"d", r[0].messages[0].id, ""}}))[0].status.is_ok());
+}
+
+TEST(StateMachine, DelayedTtlCountsFromWhenVisible) {
+  StateMachine sm;
+  sm.apply(at(0, {delayed("d", "x", 10'000, 1'000)}));
+  EXPECT_EQ(sm.stats("d", 10'500).messages, 1u);  // due at 10s, expires at 11s
+  EXPECT_TRUE(sm.has_visible("d", 10'999));
+  EXPECT_FALSE(sm.has_visible("d", 11'000));
+  sm.apply(at(11'000, {SweepCommand{}}));
+  EXPECT_EQ(sm.total_messages(), 0u);
+  EXPECT_EQ(sm.mailbox_count(), 0u);
+  EXPECT_EQ(sm.next_sweep_due_ms(), INT64_MAX);
+}
+
+TEST(StateMachine, DelayedPutWithRidIsDeduplicated) {
+  StateMachine sm;
+  auto r = sm.apply(at(0, {delayed("d", "x", 1000, 60'000, "r")}));
+  auto again = sm.apply(at(1, {delayed("d", "x", 1000, 60'000, "r")}));
+  EXPECT_TRUE(again[0].deduplicated);
+  EXPECT_EQ(again[0].put_id, r[0].put_id);
+  EXPECT_EQ(sm.total_messages(), 1u);
+}
+
+TEST(StateMachine, TimerIndexFindsOnlyDueMailboxes) {
+  StateMachine sm;
+  std::vector<Command> puts;
+  for (int i = 0; i < 100; ++i) puts.push_back(put("box" + std::to_string(i), "m", 1'000'000 + i));
+  puts.push_back(delayed("late", "x", 50, 10'000'000));
+  sm.apply(at(0, std::move(puts)));
+  EXPECT_EQ(sm.next_sweep_due_ms(), 50);
+  sm.apply(at(50, {SweepCommand{}}));
+  EXPECT_EQ(sm.next_sweep_due_ms(), 1'000'000);
+  sm.apply(at(1'000'010, {SweepCommand{}}));
+  EXPECT_EQ(sm.mailbox_count(), 90u);
+  EXPECT_EQ(sm.next_sweep_due_ms(), 1'000'011);
+  // A consume that empties a mailbox takes it out of the index.
+  sm.apply(at(1'000'010, {take("box11")}));
+  EXPECT_EQ(sm.next_sweep_due_ms(), 1'000'012);
+}
+
+// ---------------------------------------------------------------- v2: extend
+
+TEST(StateMachine, ExtendMovesTheLeaseEnd) {
+  StateMachine sm;
+  sm.apply(at(1000, {put("e", "job")}));
+  auto r = sm.apply(at(1000, {take("e", 1, 500)}));
+  const uint64_t id = r[0].messages[0].id;
+  r = sm.apply(at(1400, {ExtendCommand{"e", id, 1000, ""}}));
+  ASSERT_TRUE(r[0].status.is_ok());
+  EXPECT_EQ(r[0].lease_expires_at_ms, 2400);
+  sm.apply(at(1600, {SweepCommand{}}));
+  EXPECT_EQ(sm.apply(at(1600, {take("e")}))[0].status.code, ErrorCode::kEmpty);
+  EXPECT_EQ(sm.stats("e", 1600).leased, 1u);
+  // A shorter lease is allowed too: it ends `lease` from now.
+  EXPECT_EQ(sm.apply(at(1700, {ExtendCommand{"e", id, 100, ""}}))[0].lease_expires_at_ms, 1800);
+  sm.apply(at(1800, {SweepCommand{}}));
+  EXPECT_EQ(sm.apply(at(1800, {ExtendCommand{"e", id, 100, ""}}))[0].status.code, ErrorCode::kNotFound);
+  r = sm.apply(at(1801, {take("e")}));
+  ASSERT_EQ(r[0].messages.size(), 1u);
+  EXPECT_EQ(r[0].messages[0].deliveries, 2u);
+}
+
+TEST(StateMachine, ExtendWithRidRepeatsItsResult) {
+  StateMachine sm;
+  sm.apply(at(0, {put("e", "job")}));
+  const uint64_t id = sm.apply(at(0, {take("e", 1, 500)}))[0].messages[0].id;
+  auto first = sm.apply(at(100, {ExtendCommand{"e", id, 1000, "x"}}));
+  auto again = sm.apply(at(200, {ExtendCommand{"e", id, 1000, "x"}}));
+  EXPECT_TRUE(again[0].deduplicated);
+  EXPECT_EQ(again[0].lease_expires_at_ms, first[0].lease_expires_at_ms);
+  EXPECT_EQ(sm.stats("e", 1050).leased, 1u);
+}
+
+// ---------------------------------------------------------------- v2: purge
+
+TEST(StateMachine, PurgeRemovesEverythingIncludingLeasedAndDelayed) {
+  StateMachine sm;
+  sm.apply(at(0, {put("p", "a"), put("p", "b"), delayed("p", "c", 10'000), put("q", "keep")}));
+  sm.apply(at(1, {take("p", 1, 5000)}));
+  auto r = sm.apply(at(2, {PurgeCommand{"p", "r1"}}));
+  ASSERT_TRUE(r[0].status.is_ok());
+  EXPECT_EQ(r[0].count, 3u);
+  EXPECT_EQ(sm.stats("p", 2).messages, 0u);
+  EXPECT_EQ(sm.total_messages(), 1u);
+  EXPECT_EQ(sm.total_bytes(), 4u);
+  EXPECT_EQ(sm.mailbox_count(), 1u);
+  // A repeat with the same rid answers the first count and removes nothing more.
+  sm.apply(at(3, {put("p", "new")}));
+  r = sm.apply(at(4, {PurgeCommand{"p", "r1"}}));
+  EXPECT_TRUE(r[0].deduplicated);
+  EXPECT_EQ(r[0].count, 3u);
+  EXPECT_EQ(sm.stats("p", 4).messages, 1u);
+  EXPECT_EQ(sm.apply(at(5, {PurgeCommand{"nothing", ""}}))[0].count, 0u);
+  EXPECT_EQ(sm.next_sweep_due_ms(), 60'000);
+}
+
+// ---------------------------------------------------------------- v2: redrive
+
+// Sends `n` messages of `box` to its dead letters (max_deliveries = 1).
+void dead_letter(StateMachine& sm, const std::string& box, int n, int64_t t) {
+  std::vector<Command> puts;
+  for (int i = 0; i < n; ++i) puts.push_back(put(box, "d" + std::to_string(i), 600'000));
+  sm.apply(at(t, std::move(puts)));
+  sm.apply(at(t, {take(box, static_cast<uint32_t>(n), 10)}));
+  sm.apply(at(t + 10, {SweepCommand{}}));
+}
+
+TEST(StateMachine, RedriveMovesDeadLettersBackOldestFirst) {
+  StateMachine sm;
+  StateConfig config;
+  config.max_deliveries = 1;
+  sm.apply(at(0, {ConfigureCommand{config}}));
+  dead_letter(sm, "r", 5, 100);
+  ASSERT_EQ(sm.stats("r.dlq", 200).messages, 5u);
+  sm.apply(at(200, {put("r", "fresh")}));
+  auto r = sm.apply(at(300, {RedriveCommand{"r", 2, ""}}));
+  ASSERT_TRUE(r[0].status.is_ok());
+  EXPECT_EQ(r[0].count, 2u);
+  EXPECT_EQ(sm.woken(), std::vector<std::string>{"r"});
+  r = sm.apply(at(301, {take("r", 10)}));
+  ASSERT_EQ(r[0].messages.size(), 3u);
+  EXPECT_EQ(r[0].messages[0].body->payload, "fresh");
+  EXPECT_EQ(r[0].messages[1].body->payload, "d0");
+  EXPECT_EQ(r[0].messages[2].body->payload, "d1");
+  EXPECT_EQ(r[0].messages[1].deliveries, 1u);  // reset, then this delivery
+  EXPECT_LT(r[0].messages[0].id, r[0].messages[1].id);  // new ids: FIFO by id
+  // Without n: the rest.
+  r = sm.apply(at(302, {RedriveCommand{"r", 0, "x"}}));
+  EXPECT_EQ(r[0].count, 3u);
+  EXPECT_EQ(sm.stats("r.dlq", 302).messages, 0u);
+  EXPECT_EQ(sm.stats("r", 302).messages, 3u);
+  EXPECT_EQ(sm.total_messages(), 3u);
+  EXPECT_EQ(sm.apply(at(303, {RedriveCommand{"r", 0, "x"}}))[0].count, 3u);  // repeat
+  EXPECT_EQ(sm.apply(at(303, {RedriveCommand{"r", 0, ""}}))[0].count, 0u);   // nothing left
+}
+
+TEST(StateMachine, RedriveRespectsQuotaAndSkipsLeased) {
+  StateMachine sm;
+  StateConfig config;
+  config.max_deliveries = 1;
+  config.max_messages_per_mailbox = 3;
+  sm.apply(at(0, {ConfigureCommand{config}}));
+  dead_letter(sm, "q", 3, 100);
+  dead_letter(sm, "q", 2, 200);
+  ASSERT_EQ(sm.stats("q.dlq", 300).messages, 5u);  // dead letters are never refused
+  // One dead letter is leased by someone reading the dead letters.
+  auto leased = sm.apply(at(300, {take("q.dlq", 1, 10'000)}));
+  ASSERT_EQ(leased[0].messages.size(), 1u);
+  sm.apply(at(300, {put("q", "a"), put("q", "b")}));
+  auto r = sm.apply(at(301, {RedriveCommand{"q", 0, ""}}));
+  EXPECT_EQ(r[0].count, 1u);  // room for one
+  EXPECT_EQ(sm.stats("q", 301).messages, 3u);
+  r = sm.apply(at(302, {RedriveCommand{"q", 0, ""}}));
+  EXPECT_EQ(r[0].status.code, ErrorCode::kQuotaExceeded);
+  EXPECT_EQ(r[0].count, 0u);
+  sm.apply(at(303, {take("q", 3)}));
+  r = sm.apply(at(304, {RedriveCommand{"q", 0, ""}}));
+  EXPECT_EQ(r[0].count, sm.stats("q", 304).messages);
+  EXPECT_EQ(sm.stats("q.dlq", 304).leased, 1u);
+  EXPECT_EQ(sm.stats("q.dlq", 304).messages, 1u);  // only the leased one stays
+}
+
+// ---------------------------------------------------------------- v2: listing
+
+TEST(StateMachine, ListPatterns) {
+  EXPECT_TRUE(list_pattern_matches("*", "a"));
+  EXPECT_TRUE(list_pattern_matches("team-$*", "team-a"));
+  EXPECT_TRUE(list_pattern_matches("team-$*", "team-"));
+  EXPECT_FALSE(list_pattern_matches("team-$*", "teamx"));
+  EXPECT_TRUE(list_pattern_matches("$*-eu", "x-eu"));
+  EXPECT_FALSE(list_pattern_matches("$*-eu", "x-us"));
+  EXPECT_TRUE(list_pattern_matches("a$*b$*c", "aXbYc"));
+  EXPECT_TRUE(list_pattern_matches("a$*b$*c", "abc"));
+  EXPECT_FALSE(list_pattern_matches("a$*b$*c", "acb"));
+  EXPECT_FALSE(list_pattern_matches("ab$*ba", "aba"));
+  EXPECT_EQ(list_pattern_prefix("team-$*"), "team-");
+  EXPECT_EQ(list_pattern_prefix("*"), "");
+  EXPECT_EQ(list_pattern_prefix("$*x"), "");
+}
+
+TEST(StateMachine, ListPagesInNameOrder) {
+  StateMachine sm;
+  sm.apply(at(0, {put("team-b", "1"), put("team-a", "1"), put("team-a", "2"), put("other", "x"),
+                  put("team-c", "1", 10), delayed("team-d", "x", 1000)}));
+  std::vector<ListedMailbox> out;
+  sm.list(ListQuery{"team-$*", "", 1000}, 20, nullptr, &out);
+  ASSERT_EQ(out.size(), 3u);  // team-c's message expired: it holds nothing
+  EXPECT_EQ(out[0].name, "team-a");
+  EXPECT_EQ(out[0].stats.messages, 2u);
+  EXPECT_EQ(out[1].name, "team-b");
+  EXPECT_EQ(out[2].name, "team-d");
+  EXPECT_EQ(out[2].stats.delayed, 1u);
+  sm.list(ListQuery{"team-$*", "", 1}, 20, nullptr, &out);
+  ASSERT_EQ(out.size(), 1u);
+  sm.list(ListQuery{"team-$*", "team-a", 1}, 20, nullptr, &out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].name, "team-b");
+  sm.list(ListQuery{"team-$*", "team-d", 10}, 20, nullptr, &out);
+  EXPECT_TRUE(out.empty());
+  sm.list(ListQuery{"*", "", 10}, 20, nullptr, &out);
+  EXPECT_EQ(out.size(), 4u);
+  sm.list(ListQuery{"*", "", 10}, 20, [](std::string_view n) { return n != "other"; }, &out);
+  EXPECT_EQ(out.size(), 3u);
+  sm.list(ListQuery{"team-$*", "a", 10}, 20, nullptr, &out);  // `after` before the prefix
+  EXPECT_EQ(out.size(), 3u);
+}
+
+// ---------------------------------------------------------------- v2: snapshots
+
+TEST(StateMachine, VersionOneSnapshotStillRestores) {
+  // Without rid records, format 1 differs from format 2 only in its version.
+  StateMachine a;
+  a.apply(at(10, {put("x", "1"), put("y", "2", 500)}));
+  a.apply(at(20, {take("x", 1, 1000)}));
+  std::string bytes = a.serialize();
+  bytes[0] = 1;
+  StateMachine b;
+  ASSERT_TRUE(b.restore(bytes));
+  EXPECT_EQ(a.digest(), b.digest());
+  EXPECT_EQ(b.next_sweep_due_ms(), 510);
+  bytes[0] = 3;
+  EXPECT_FALSE(b.restore(bytes));
+}
+
+TEST(StateMachine, SnapshotRoundTripKeepsDelayedLeasedAndV2Records) {
+  StateMachine a;
+  StateConfig config;
+  config.max_deliveries = 1;
+  a.apply(at(0, {ConfigureCommand{config}}));
+  a.apply(at(10, {put("s", "visible"), delayed("s", "later", 5000), put("t", "job"), put("u", "gone")}));
+  const uint64_t job = a.apply(at(20, {take("t", 1, 1000)}))[0].messages[0].id;
+  a.apply(at(30, {ExtendCommand{"t", job, 2000, "e1"}, PurgeCommand{"u", "p1"}}));
+  dead_letter(a, "v", 2, 40);
+  a.apply(at(60, {RedriveCommand{"v", 1, "r1"}}));
+  StateMachine b;
+  ASSERT_TRUE(b.restore(a.serialize()));
+  EXPECT_EQ(a.digest(), b.digest());
+  // Bounds are lower bounds: the restored ones are exact, never later.
+  EXPECT_GE(b.next_sweep_due_ms(), a.next_sweep_due_ms());
+  EXPECT_LE(b.next_sweep_due_ms(), 5010);
+  EXPECT_EQ(b.stats("s", 100).delayed, 1u);
+  EXPECT_EQ(b.stats("t", 100).leased, 1u);
+  // Both go on identically: rid repeats, the delay ends, the lease is held.
+  const std::vector<Command> next = {ExtendCommand{"t", job, 2000, "e1"}, PurgeCommand{"u", "p1"},
+                                     RedriveCommand{"v", 1, "r1"}, SweepCommand{}, take("s", 10)};
+  auto ra = a.apply(at(6000, next));
+  auto rb = b.apply(at(6000, next));
+  EXPECT_EQ(ra[0].lease_expires_at_ms, 2030);
+  EXPECT_EQ(rb[0].lease_expires_at_ms, 2030);
+  EXPECT_EQ(rb[2].count, 1u);
+  EXPECT_TRUE(rb[2].deduplicated);
+  ASSERT_EQ(rb[4].messages.size(), 2u);
+  EXPECT_EQ(rb[4].messages[1].body->payload, "later");
+  EXPECT_EQ(a.digest(), b.digest());
+}
+
 }  // namespace
 }  // namespace mailbox
