@@ -1390,6 +1390,10 @@ void RaftDriver::on_install_written(uint64_t ticket, const IoStatus& status) {
   step(event);
   for (auto& path : older_snapshots_) env_.remove_snapshot(path);
   older_snapshots_.clear();
+  // The log was reset past the snapshot: the segments before it hold
+  // nothing the node needs (without this they pile up, install after
+  // install, and a restart reads them all).
+  env_.compact_log(snapshot_index_);
   env_.load_snapshot(restore_ticket_, snapshot_path_);
   after_step();
   drive();

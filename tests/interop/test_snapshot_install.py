@@ -39,6 +39,18 @@ def payload(k):
     return stamp * (PAYLOAD_BYTES // len(stamp))
 
 
+def dir_mib(path):
+    """Bytes under `path` (files may come and go meanwhile: a running node)."""
+    total = 0
+    for f in path.rglob("*"):
+        try:
+            if f.is_file():
+                total += f.stat().st_size
+        except FileNotFoundError:
+            pass
+    return total / (1 << 20)
+
+
 def peak_rss_mib(node):
     try:
         with open(f"/proc/{node.proc.pid}/status") as f:
@@ -125,9 +137,17 @@ def test_followers_and_a_new_node_catch_up_by_snapshot_install_through_kill_9(wo
             wait_caught_up(c, status, victim, must_install=(r % 2 == 0))
             took = time.time() - started
             rates.append(INSTALL_MIB / took)
+            if os.environ.get("MAILBOX_INSTALL_DEBUG"):
+                for f in sorted(c.nodes[victim].data_dir.rglob("*")):
+                    try:
+                        if f.is_file() and f.stat().st_size > 4 << 20:
+                            print("   ", f.relative_to(c.nodes[victim].data_dir), f.stat().st_size >> 20, "MiB")
+                    except FileNotFoundError:
+                        pass
             print(f"round {r}: node {victim} installed ~{INSTALL_MIB} MiB in {took:.1f} s "
                   f"({INSTALL_MIB / took:.0f} MiB/s); peak RSS leader {peak_rss_mib(c.nodes[leader]):.0f} MiB, "
-                  f"node {victim} {peak_rss_mib(c.nodes[victim]):.0f} MiB")
+                  f"node {victim} {peak_rss_mib(c.nodes[victim]):.0f} MiB; data dirs (MiB) "
+                  f"{ {i: round(dir_mib(n.data_dir)) for i, n in c.nodes.items()} }")
         # A new node joins a cluster holding the state: it installs it too,
         # killed once in the middle.
         new = c.add_node(4)
