@@ -346,7 +346,17 @@ std::string status_page_json(const MetricsInput& in) {
     append_number(out, quantile_s(l.histogram, 0.5));
     out += ",\"p99_s\":";
     append_number(out, quantile_s(l.histogram, 0.99));
-    out += "}";
+    out += ",\"buckets\":[";  // per bucket, not cumulative (bounds: latency_bounds_s, then +Inf)
+    for (size_t b = 0; b < LatencyHistogram::kBuckets; ++b) {
+      if (b) out += ",";
+      out += std::to_string(l.histogram.counts[b]);
+    }
+    out += "]}";
+  }
+  out += "],\"latency_bounds_s\":[";
+  for (size_t b = 0; b < LatencyHistogram::kBoundsUs.size(); ++b) {
+    if (b) out += ",";
+    append_number(out, static_cast<double>(LatencyHistogram::kBoundsUs[b]) / 1e6);
   }
   out += "],\"publications_dropped\":{";
   for (size_t i = 0; i < kDropReasons; ++i) {
