@@ -385,6 +385,7 @@ void MailboxService::serve_request(SharedExchange exchange) {
 }
 
 void MailboxService::act(SharedExchange exchange, Request&& request) {
+  exchange->metric_slot = static_cast<int>(request.op);  // answered here: counted here
   switch (request.op) {
     case Operation::kPut:
       return submit_put(std::move(exchange), std::move(request));
