@@ -295,6 +295,12 @@ def test_check_config_accepts_a_good_file_and_names_a_bad_key(workdir):
     assert out.returncode == 0, out.stderr
     assert b"configuration OK" in out.stderr
     assert b"node-id=3" in out.stdout.replace(b" ", b""), out.stdout
+    # What it prints is a configuration file that gives the same settings.
+    effective = workdir / "effective.toml"
+    effective.write_bytes(out.stdout)
+    again = subprocess.run([str(MAILBOXD), "--config", str(effective), "--check-config"], capture_output=True,
+                           timeout=30)
+    assert again.returncode == 0 and again.stdout == out.stdout, again
     # A flag overrides the file.
     out = subprocess.run([str(MAILBOXD), "--config", str(good), "--node-id", "4", "--peer", "4=127.0.0.1:7450",
                           "--check-config"], capture_output=True, timeout=30)
