@@ -412,3 +412,31 @@ def test_a_cluster_members_backup_restores_as_a_new_cluster(workdir):
     assert kind == "ok" and json.loads(body["payload"])["messages"] == 5, body
     client.close()
     assert single.stop() == 0
+
+
+def test_dead_letters_in_metrics_and_on_the_status_page(workdir):
+    port = free_port()
+    node = Node(workdir / "n1", ["--metrics-listen", f"127.0.0.1:{port}", "--max-deliveries", "1"]).start()
+    client = Client(node.endpoint)
+    client.wait_ready()
+    client.put_ack("orders", b"poison")
+    client.put_ack("orders", b"fine")
+    kind, body = client.consume("orders", "lease=5s")
+    assert kind == "ok" and body["payload"] == b"poison"
+    kind, _ = client.one(f"{PREFIX}/orders/nack?id={body['attachment']['id']}")
+    assert kind == "ok"
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        status = json.loads(http_get(port, "/status.json")[2])
+        _, _, text = http_get(port, "/metrics")
+        if status["mailboxes"]["dead_letters"] and metric(text, "mailbox_dead_letter_messages") == 1:
+            break
+        time.sleep(0.2)
+    assert status["mailboxes"]["dead_letters"] == [
+        {"name": "orders.dlq", "messages": 1, "bytes": 6, "leased": 0,
+         "oldest_age_ms": status["mailboxes"]["dead_letters"][0]["oldest_age_ms"]}], status
+    assert metric(text, "mailbox_dead_letter_messages") == 1
+    assert metric(text, "mailbox_requests_total", 'op="nack",code="ok"') == 1
+    assert {b["name"] for b in status["mailboxes"]["deepest"]} == {"orders", "orders.dlq"}
+    client.close()
+    assert node.stop() == 0
