@@ -77,21 +77,19 @@ std::vector<std::string> MailboxService::cluster_statuses(int64_t timeout_ms) {
       std::lock_guard<std::mutex> lock(gathered->mutex);
       gathered->outstanding += 1;
     }
-    const bool sent = node_.forward(server.id, encode_forwarded_request(request), timeout_ms,
-                                    [gathered](Status status, std::string answer) {
-                                      ForwardedAnswer decoded;
-                                      std::lock_guard<std::mutex> lock(gathered->mutex);
-                                      if (status.is_ok() && decode_forwarded_answer(answer, &decoded) &&
-                                          decoded.replies.size() == 1 && decoded.replies.front().ok) {
-                                        gathered->statuses.push_back(decoded.replies.front().payload);
-                                      }
-                                      gathered->outstanding -= 1;
-                                      gathered->done.notify_all();
-                                    });
-    if (!sent) {
-      std::lock_guard<std::mutex> lock(gathered->mutex);
-      gathered->outstanding -= 1;
-    }
+    // The callback runs exactly once: on the loop thread, or here at once
+    // when the node refuses (not running).
+    node_.forward(server.id, encode_forwarded_request(request), timeout_ms,
+                  [gathered](Status status, std::string answer) {
+                    ForwardedAnswer decoded;
+                    std::lock_guard<std::mutex> lock(gathered->mutex);
+                    if (status.is_ok() && decode_forwarded_answer(answer, &decoded) && decoded.replies.size() == 1 &&
+                        decoded.replies.front().ok) {
+                      gathered->statuses.push_back(decoded.replies.front().payload);
+                    }
+                    gathered->outstanding -= 1;
+                    gathered->done.notify_all();
+                  });
   }
   std::unique_lock<std::mutex> lock(gathered->mutex);
   gathered->done.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return gathered->outstanding == 0; });
