@@ -440,3 +440,23 @@ def test_dead_letters_in_metrics_and_on_the_status_page(workdir):
     assert {b["name"] for b in status["mailboxes"]["deepest"]} == {"orders", "orders.dlq"}
     client.close()
     assert node.stop() == 0
+
+
+def test_status_json_with_a_member_down(workdir):
+    ports = {i: free_port() for i in (1, 2, 3)}
+    cluster = Cluster(workdir, 3, node_args=lambda i: ["--metrics-listen", f"127.0.0.1:{ports[i]}"]).start_all()
+    client = Client(cluster.nodes[1].endpoint)
+    client.wait_ready()
+    client.close()
+    assert cluster.nodes[3].stop() == 0
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        started = time.time()
+        status = json.loads(http_get(ports[1], "/status.json")[2])
+        took = time.time() - started
+        if status["leader"] in (1, 2) and sorted(n["id"] for n in status["cluster_nodes"]) == [1, 2]:
+            break
+        time.sleep(0.3)
+    assert sorted(n["id"] for n in status["cluster_nodes"]) == [1, 2], status
+    assert len(status["members"]) == 3  # still a member, not reachable
+    assert took < 5, took  # the page waits a bounded time for a member
