@@ -273,6 +273,9 @@ std::string prometheus_text(const MetricsInput& in) {
   }
   gauge(out, "mailbox_dead_letter_messages", "Messages in dead-letter mailboxes (<name>.dlq).",
         static_cast<double>(m.dead_letter_messages));
+  gauge(out, "mailbox_overview_walk_seconds",
+        "How long the last walk of the mailboxes (for these numbers and the status page) held the Raft loop.",
+        static_cast<double>(m.walk_us) / 1e6);
   // Delayed messages (issue #15) are exported here once the state keeps them.
   return out;
 }
