@@ -460,3 +460,18 @@ def test_status_json_with_a_member_down(workdir):
     assert sorted(n["id"] for n in status["cluster_nodes"]) == [1, 2], status
     assert len(status["members"]) == 3  # still a member, not reachable
     assert took < 5, took  # the page waits a bounded time for a member
+
+
+def test_a_metrics_port_in_use_or_malformed_is_refused(workdir):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        node = Node(workdir / "n1", ["--metrics-listen", f"127.0.0.1:{port}"])
+        node.start(wait_listening=False)
+        assert node.proc.wait(timeout=30) == 1
+        assert f"cannot listen on 127.0.0.1:{port}" in node.log_path.read_text()
+    out = subprocess.run([str(MAILBOXD), "--metrics-listen", "nocolon", "--check-config"], capture_output=True,
+                         timeout=30)
+    assert out.returncode == 2 and b"bad --metrics-listen" in out.stderr, out
