@@ -28,11 +28,63 @@ bool scalar_text(const toml::node& node, std::string* out) {
 
 }  // namespace
 
+// The settings in effect as a file this reader accepts: one key per flag
+// (given, or its default when `default_also`), flags as booleans, options
+// that take many values as arrays, whole numbers bare, the rest quoted.
+// Options without a value or default are left out (commented). The
+// --config and --check-config options themselves are not written.
 std::string TomlConfig::to_config(const CLI::App* app, bool default_also, bool write_description,
-                                  std::string prefix) const {
-  // Writing a file back is CLI11's own TOML writer's job: its output is a
-  // file this reader accepts (flat keys, strings, numbers, arrays).
-  return CLI::ConfigTOML().to_config(app, default_also, write_description, std::move(prefix));
+                                  std::string /*prefix*/) const {
+  std::string out;
+  for (const CLI::Option* option : app->get_options()) {
+    if (option->get_lnames().empty() || !option->get_configurable()) continue;
+    const std::string& name = option->get_lnames().front();
+    if (name == "help" || name == "config" || name == "check-config") continue;
+    const bool flag = option->get_expected_max() == 0;
+    const bool many = option->get_items_expected_max() > 1;
+    std::vector<std::string> values = option->results();
+    if (values.empty()) {
+      if (!default_also) continue;
+      std::string d = option->get_default_str();
+      if (flag) {
+        values = {"false"};
+      } else if (many && d.size() >= 2 && d.front() == '[' && d.back() == ']') {
+        d = d.substr(1, d.size() - 2);
+        size_t at = 0;
+        while (!d.empty() && at <= d.size()) {
+          const size_t comma = d.find(',', at);
+          values.push_back(d.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
+          if (comma == std::string::npos) break;
+          at = comma + 1;
+        }
+      } else if (!d.empty()) {
+        values = {d};
+      }
+    }
+    if (write_description && !option->get_description().empty()) out += "# " + option->get_description() + "\n";
+    if (values.empty()) {
+      out += "# " + name + " (not set)\n";
+      continue;
+    }
+    auto value_text = [flag](const std::string& v) {
+      if (flag) return std::string(v == "false" || v == "0" ? "false" : "true");
+      const bool whole = !v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() < 19;
+      if (whole) return v;
+      std::ostringstream quoted;
+      quoted << toml::value<std::string>(v);
+      return quoted.str();
+    };
+    if (flag) {
+      out += name + " = " + value_text(values.back()) + "\n";
+    } else if (many) {
+      out += name + " = [";
+      for (size_t i = 0; i < values.size(); ++i) out += (i ? ", " : "") + value_text(values[i]);
+      out += "]\n";
+    } else {
+      out += name + " = " + value_text(values.back()) + "\n";
+    }
+  }
+  return out;
 }
 
 std::vector<CLI::ConfigItem> TomlConfig::from_config(std::istream& input) const {

@@ -228,6 +228,7 @@ struct MailboxOverview {
   uint64_t leased = 0;
   bool leased_known = false;
   uint64_t dead_letter_messages = 0;
+  uint64_t walk_us = 0;  // how long the walk held the loop (set by RaftNode)
   // The queue features (issue #15) add delayed messages here.
 };
 

@@ -471,7 +471,9 @@ void RaftNode::Impl::on_tick() {
   const int64_t now = steady_ms();
   if (now < overview_wanted_until_ms.load() && now - overview_computed_ms >= kOverviewIntervalMs) {
     overview_computed_ms = now;
+    const uint64_t started_us = steady_us();
     MailboxOverview o = driver->mailbox_overview();
+    o.walk_us = steady_us() - started_us;
     std::lock_guard<std::mutex> lock(status_mutex);
     overview_view = std::move(o);
   }

@@ -90,7 +90,7 @@ th{background:#f0f0f0}.ok{color:#1a7f37}.bad{color:#c62828;font-weight:bold}.mut
 <h2>Throughput and latency (last 10 minutes)</h2>
 <div class="charts">
 <div><div>requests/s</div><svg id="rate" width="420" height="120"></svg></div>
-<div><div>put latency p99 (ms)</div><svg id="latency" width="420" height="120"></svg></div>
+<div><div>put latency p99 (ms, between updates)</div><svg id="latency" width="420" height="120"></svg></div>
 </div>
 <h2>Mailboxes</h2>
 <div id="totals"></div>
@@ -127,6 +127,20 @@ function draw(id, values) {
     '<text x="4" y="12" font-size="11" fill="#555">max ' + max.toPrecision(3) + '</text>';
 }
 function total(requests) { return requests.reduce((a, r) => a + r.count, 0); }
+// The p99 of the samples between two polls: the bucket bound holding it.
+function windowP99(now, before, bounds) {
+  if (!now) return 0;
+  const delta = now.buckets.map((c, i) => c - (before ? before.buckets[i] : 0));
+  const n = delta.reduce((a, c) => a + c, 0);
+  if (n <= 0) return 0;
+  const rank = Math.floor(0.99 * (n - 1)) + 1;
+  let seen = 0;
+  for (let i = 0; i < delta.length; i++) {
+    seen += delta[i];
+    if (seen >= rank) return bounds[Math.min(i, bounds.length - 1)];
+  }
+  return bounds[bounds.length - 1];
+}
 function update(s) {
   text("cluster", s.cluster); text("node", s.node); text("state", s.state);
   text("leader", s.leader || "none"); text("term", s.term);
@@ -154,10 +168,13 @@ function update(s) {
   fillBoxes("deepest", mb.deepest); fillBoxes("dead", mb.dead_letters);
   const now = Date.now(), count = total(s.requests);
   const put = s.latency.find(l => l.op === "put");
-  let rate = 0;
-  if (previous) rate = Math.max(0, count - previous.count) / ((now - previous.at) / 1000);
-  previous = { at: now, count: count };
-  history.push({ rate: rate, p99: put ? put.p99_s * 1000 : 0 });
+  let rate = 0, p99 = 0;
+  if (previous) {
+    rate = Math.max(0, count - previous.count) / ((now - previous.at) / 1000);
+    p99 = windowP99(put, previous.put, s.latency_bounds_s) * 1000;
+  }
+  previous = { at: now, count: count, put: put };
+  history.push({ rate: rate, p99: p99 });
   while (history.length > HISTORY) history.shift();
   draw("rate", history.map(x => x.rate)); draw("latency", history.map(x => x.p99));
   text("updated", new Date().toISOString());

@@ -273,6 +273,9 @@ std::string prometheus_text(const MetricsInput& in) {
   }
   gauge(out, "mailbox_dead_letter_messages", "Messages in dead-letter mailboxes (<name>.dlq).",
         static_cast<double>(m.dead_letter_messages));
+  gauge(out, "mailbox_overview_walk_seconds",
+        "How long the last walk of the mailboxes (for these numbers and the status page) held the Raft loop.",
+        static_cast<double>(m.walk_us) / 1e6);
   // Delayed messages (issue #15) are exported here once the state keeps them.
   return out;
 }
@@ -346,7 +349,17 @@ std::string status_page_json(const MetricsInput& in) {
     append_number(out, quantile_s(l.histogram, 0.5));
     out += ",\"p99_s\":";
     append_number(out, quantile_s(l.histogram, 0.99));
-    out += "}";
+    out += ",\"buckets\":[";  // per bucket, not cumulative (bounds: latency_bounds_s, then +Inf)
+    for (size_t b = 0; b < LatencyHistogram::kBuckets; ++b) {
+      if (b) out += ",";
+      out += std::to_string(l.histogram.counts[b]);
+    }
+    out += "]}";
+  }
+  out += "],\"latency_bounds_s\":[";
+  for (size_t b = 0; b < LatencyHistogram::kBoundsUs.size(); ++b) {
+    if (b) out += ",";
+    append_number(out, static_cast<double>(LatencyHistogram::kBoundsUs[b]) / 1e6);
   }
   out += "],\"publications_dropped\":{";
   for (size_t i = 0; i < kDropReasons; ++i) {

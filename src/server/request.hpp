@@ -33,6 +33,8 @@ enum class Operation : uint8_t {
   kRedrive,  // v2
   kList,     // v2: `get P/<pattern>/stats`
 };
+// How many operations there are (keep in step with the enum's last value).
+inline constexpr int kOperationCount = static_cast<int>(Operation::kList) + 1;
 
 std::string_view operation_name(Operation op);
 

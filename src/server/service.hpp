@@ -179,6 +179,8 @@ class MailboxService {
   // its mailbox is dropped and counted.
   bool publication_authorized(std::optional<std::string_view> attachment, const std::string& mailbox);
 
+  // Operability (service_operability.cpp).
+  void name_metric_slots();
   void count_dropped(DropReason reason, uint64_t n = 1);
   void count_reply(const Exchange& exchange, ErrorCode code);
 

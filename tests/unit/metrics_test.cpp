@@ -143,6 +143,9 @@ TEST(Metrics, StatusPageJson) {
   EXPECT_EQ(j["mailboxes"]["dead_letters"][0]["name"], "orders.dlq");
   EXPECT_EQ(j["latency"][0]["op"], "put");
   EXPECT_DOUBLE_EQ(j["latency"][0]["p99_s"].get<double>(), 0.001);
+  ASSERT_EQ(j["latency"][0]["buckets"].size(), LatencyHistogram::kBuckets);
+  EXPECT_EQ(j["latency"][0]["buckets"][4], 1);  // 800 us: the bucket up to 1 ms
+  EXPECT_DOUBLE_EQ(j["latency_bounds_s"][4].get<double>(), 0.001);
   EXPECT_EQ(j["publications_dropped"]["unauthorized"], 3);
 }
 

@@ -95,3 +95,34 @@ TEST(TomlConfig, UnknownKeyIsAnError) {
 
 }  // namespace
 }  // namespace mailbox
+
+namespace mailbox {
+namespace {
+
+// What --check-config prints reads back to the same settings.
+TEST(TomlConfig, WrittenSettingsReadBack) {
+  const std::string path = write_file("data-dir = \"/from \\\"file\\\"\"\nnode-id = 7\ninsecure = true\n"
+                                      "peer = [\"7=x:1\", \"8=y:2\"]\n");
+  Flags first;
+  std::vector<std::string> args = {"test", "--config", path};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  first.app.parse(static_cast<int>(argv.size()), argv.data());
+  const std::string written = first.app.config_to_str(true, false);
+  EXPECT_EQ(written.find("config"), std::string::npos) << written;
+  const std::string again = write_file(written);
+  Flags second;
+  std::vector<std::string> args2 = {"test", "--config", again};
+  std::vector<char*> argv2;
+  for (auto& a : args2) argv2.push_back(a.data());
+  second.app.parse(static_cast<int>(argv2.size()), argv2.data());
+  EXPECT_EQ(second.data_dir, "/from \"file\"");
+  EXPECT_EQ(second.node_id, 7u);
+  EXPECT_TRUE(second.insecure);
+  EXPECT_EQ(second.peers, (std::vector<std::string>{"7=x:1", "8=y:2"}));
+  std::remove(path.c_str());
+  std::remove(again.c_str());
+}
+
+}  // namespace
+}  // namespace mailbox
