@@ -204,6 +204,18 @@ bool valid_duration(const std::string& text) {
 // MAILBOX_DELIVERIES; calls `tick` about every `tick_ms` while it runs.
 // Returns its exit status (-1 when it could not run or was killed).
 int run_handler(const std::string& command, const Message& m, int64_t tick_ms, const std::function<void()>& tick) {
+  // Everything the child needs is built before fork: after it, only
+  // async-signal-safe calls (this process has other threads).
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
+  env_strings.push_back("MAILBOX_ID=" + m.meta.value("id", ""));
+  env_strings.push_back("MAILBOX_MAILBOX=" + m.meta.value("mailbox", ""));
+  env_strings.push_back("MAILBOX_DELIVERIES=" + std::to_string(m.meta.value("deliveries", 0)));
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string sh = "/bin/sh", dash_c = "-c", script = command;
+  char* argv[] = {sh.data(), dash_c.data(), script.data(), nullptr};
   int in[2];
   if (pipe(in) != 0) return -1;
   const pid_t pid = fork();
@@ -216,10 +228,7 @@ int run_handler(const std::string& command, const Message& m, int64_t tick_ms, c
     dup2(in[0], STDIN_FILENO);
     close(in[0]);
     close(in[1]);
-    setenv("MAILBOX_ID", m.meta.value("id", "").c_str(), 1);
-    setenv("MAILBOX_MAILBOX", m.meta.value("mailbox", "").c_str(), 1);
-    setenv("MAILBOX_DELIVERIES", std::to_string(m.meta.value("deliveries", 0)).c_str(), 1);
-    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    execve(argv[0], argv, envp.data());
     _exit(127);
   }
   close(in[0]);

@@ -1154,6 +1154,7 @@ void RaftDriver::fail_pending_on_shutdown() {
 bool RaftDriver::park(PendingCommand&& command) {
   if (waiter_count_ >= limits::kMaxParkedWaiters) return false;
   const auto& consume = std::get<ConsumeCommand>(command.command);
+  next_waiter_deadline_ms_ = std::min(next_waiter_deadline_ms_, command.wait_deadline_ms);
   command_waiters_[consume.mailbox].push_back(std::move(command));
   ++waiter_count_;
   return true;
@@ -1161,6 +1162,7 @@ bool RaftDriver::park(PendingCommand&& command) {
 
 bool RaftDriver::park(PendingRead&& read) {
   if (waiter_count_ >= limits::kMaxParkedWaiters) return false;
+  next_waiter_deadline_ms_ = std::min(next_waiter_deadline_ms_, read.wait_deadline_ms);
   read_waiters_[read.read.mailbox].push_back(std::move(read));
   ++waiter_count_;
   return true;
@@ -1215,12 +1217,20 @@ void RaftDriver::fail_waiters(Status status) {
 }
 
 void RaftDriver::expire_waiters() {
-  if (waiter_count_ == 0) return;
   const int64_t now = env_.monotonic_ms();
-  auto ended = [now](const auto& w) { return w.wait_deadline_ms <= now; };
+  if (waiter_count_ == 0 || now < next_waiter_deadline_ms_) return;
+  // Walk once; the deadlines of those that stay give the next bound.
+  int64_t next = INT64_MAX;
+  auto ended = [now, &next](const auto& w) {
+    if (w.wait_deadline_ms <= now) return true;
+    next = std::min(next, w.wait_deadline_ms);
+    return false;
+  };
   const Status empty = Status::error(ErrorCode::kEmpty, "mailbox is empty");
+  next_waiter_deadline_ms_ = INT64_MAX;  // lowered by any park during the walk
   waiter_count_ -= complete_waiters<PendingCommand, CommandResult>(command_waiters_, empty, ended);
   waiter_count_ -= complete_waiters<PendingRead, ReadResult>(read_waiters_, empty, ended);
+  next_waiter_deadline_ms_ = std::min(next_waiter_deadline_ms_, next);
 }
 
 // ---------------------------------------------------------------- snapshots

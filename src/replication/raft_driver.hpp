@@ -417,6 +417,9 @@ class RaftDriver {
   std::unordered_map<std::string, std::vector<PendingCommand>> command_waiters_;
   std::unordered_map<std::string, std::vector<PendingRead>> read_waiters_;
   size_t waiter_count_ = 0;
+  // A lower bound of the parked waiters' deadlines (INT64_MAX: none): the
+  // tick walks the waiters only once one may be due, not every tick.
+  int64_t next_waiter_deadline_ms_ = INT64_MAX;
   std::vector<std::string> woken_;
   bool sweep_in_flight_ = false;
   bool configure_in_flight_ = false;

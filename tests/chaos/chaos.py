@@ -182,6 +182,9 @@ class Recorder:
 
 # A share of the puts carry large payloads (issue #11: large messages between
 # routers once stalled and lost replies): (probability, payload bytes).
+# Share of the operations on the first mailbox that are purges (SPEC v2).
+PURGE_SHARE = 0.01
+
 LARGE_PUT_SIZES = [(0.04, 64 * 1024), (0.03, 256 * 1024), (0.01, 1024 * 1024)]
 
 
@@ -259,6 +262,8 @@ def perform(session, rec, client_id, op, box, value, rid, stop_retrying, budget_
         selector, payload = f"{PREFIX}/{box}/put{rid_param}", payload_of(value)
     elif op == "consume":
         selector, payload = f"{PREFIX}/{box}{rid_param}", None
+    elif op == "purge":
+        selector, payload = f"{PREFIX}/{box}/purge{rid_param}", None
     else:
         selector, payload = f"{PREFIX}/{box}/peek", None
     if rid is None and op != "peek":
@@ -274,7 +279,7 @@ def perform(session, rec, client_id, op, box, value, rid, stop_retrying, budget_
             result = value if op == "put" else r[1]
             break
         if r[0] == "empty":
-            if op == "put":
+            if op in ("put", "purge"):
                 rec.protocol_error(f"put got empty: {selector}")
                 outcome = "unknown"
                 break
@@ -307,6 +312,10 @@ def client_loop(client_id, endpoints, mailboxes, rec, stop, seed):
             roll = rng.random()
             # Slightly more consumes than puts: mailboxes hover near empty.
             op = "put" if roll < 0.42 else ("consume" if roll < 0.87 else "peek")
+            # SPEC v2: rare purges, in the first mailbox only (the checker
+            # searches a mailbox with purges without its pruning).
+            if box == mailboxes[0] and rng.random() < PURGE_SHARE:
+                op = "purge"
             kind = rng.random()
             # Most operations carry a rid and are retried until settled; some
             # give up early (unknown outcomes stay in the history); some have

@@ -65,7 +65,7 @@ type OutcomeCounts struct {
 func (c *OutcomeCounts) add(op *Op) {
 	switch op.Outcome {
 	case outOK:
-		if op.Kind != opPut && !op.HasValue {
+		if op.Kind != opPut && op.Kind != opPurge && !op.HasValue {
 			c.OKEmpty++
 		} else {
 			c.OK++
@@ -82,12 +82,14 @@ type Account struct {
 	Puts     OutcomeCounts `json:"puts"`
 	Consumes OutcomeCounts `json:"consumes"`
 	Peeks    OutcomeCounts `json:"peeks"`
+	Purges   OutcomeCounts `json:"purges"`
 
 	Consumed               int `json:"consumed_acknowledged"` // ok puts consumed by an ok consume
 	UnknownPutsConsumed    int `json:"unknown_puts_consumed"` // unknown puts whose value an ok consume returned
 	UnknownPutsNotConsumed int `json:"unknown_puts_not_consumed"`
 
 	Unconsumed        int      `json:"unconsumed_acknowledged"`            // ok puts never returned by an ok consume (counted ones)
+	PossiblyPurged    int      `json:"possibly_purged,omitempty"`          // of those, a purge (ok or unknown) may have removed
 	PossiblyByUnknown int      `json:"possibly_consumed_by_unknown"`       // of those, explained by unknown-outcome consumes
 	PossiblyValues    []string `json:"possibly_consumed_values,omitempty"` // when all are explained
 	Lost              int      `json:"lost"`                               // at least this many lost
@@ -95,6 +97,18 @@ type Account struct {
 	Duplicates        int      `json:"duplicates"`                         // values returned by two or more ok consumes
 	Phantoms          int      `json:"phantoms"`                           // values returned that no ok/unknown put in this mailbox had
 	OutOfOrder        int      `json:"out_of_order"`                       // pairs (one per later put)
+}
+
+// purgedAfter reports whether one of `purges` may have taken effect after
+// `put` did (it had not returned when the put was invoked): it may have
+// removed the put's value.
+func purgedAfter(purges []*Op, put *Op) bool {
+	for _, p := range purges {
+		if !p.HasReturn || p.Outcome == outUnknown || p.Return > put.Call {
+			return true
+		}
+	}
+	return false
 }
 
 // accountMailbox checks one mailbox's operations (in file order).
@@ -105,6 +119,7 @@ func accountMailbox(h *History, box string, ops []*Op, noDrain bool) (*Account, 
 	peekedBy := map[string][]*Op{}
 	puts := map[string]*Op{} // ok and unknown puts of this mailbox
 	unknownConsumes := 0
+	var purges []*Op // ok and unknown purges of this mailbox
 	var lastEmptyCall int64
 	sawEmpty := false
 	for _, op := range ops {
@@ -125,6 +140,11 @@ func accountMailbox(h *History, box string, ops []*Op, noDrain bool) (*Account, 
 				} else if !sawEmpty || op.Call > lastEmptyCall {
 					lastEmptyCall, sawEmpty = op.Call, true
 				}
+			}
+		case opPurge:
+			a.Purges.add(op)
+			if op.Outcome != outFail {
+				purges = append(purges, op)
 			}
 		case opPeek:
 			a.Peeks.add(op)
@@ -200,6 +220,8 @@ func accountMailbox(h *History, box string, ops []*Op, noDrain bool) (*Account, 
 		case outOK:
 			if consumed {
 				a.Consumed++
+			} else if purgedAfter(purges, op) {
+				a.PossiblyPurged++
 			} else if noDrain && !(sawEmpty && lastEmptyCall > op.Return) {
 				a.Remaining++
 			} else {

@@ -644,3 +644,65 @@ func TestLargeHistoryTiming(t *testing.T) {
 		t.Errorf("too slow: %v", el)
 	}
 }
+
+// ---- purge (SPEC v2) ----
+
+func purge(c int, box, outcome string, call, ret int64) string {
+	return fmt.Sprintf(`{"client":%d,"op":"purge","mailbox":%q,"value":"3","outcome":%q,"call_ns":%d,"return_ns":%d}`, c, box, outcome, call, ret)
+}
+
+func TestPurgeRemovesUnconsumedPuts(t *testing.T) {
+	r := check(t, lines(
+		put(0, "m", "a", "ok", 0, 10),
+		put(0, "m", "b", "ok", 20, 30),
+		purge(1, "m", "ok", 40, 50),
+		cons(1, "m", "", "ok", 60, 70),
+		put(0, "m", "c", "ok", 80, 90),
+		cons(1, "m", "c", "ok", 100, 110),
+	))
+	expectOK(t, r)
+	a := r.rep.Mailboxes[0].Account
+	if a.PossiblyPurged != 2 || a.Lost != 0 || a.Purges.OK != 1 {
+		t.Errorf("unexpected account: %+v", a)
+	}
+}
+
+func TestPurgeConcurrentWithConsume(t *testing.T) {
+	// The consume may come before the purge; an unknown purge may or may
+	// not have happened.
+	r := check(t, lines(
+		put(0, "m", "a", "ok", 0, 10),
+		put(0, "m", "b", "ok", 11, 15),
+		purge(1, "m", "ok", 20, 50),
+		cons(2, "m", "a", "ok", 25, 45),
+		cons(2, "m", "", "ok", 60, 70),
+		put(0, "m", "c", "ok", 80, 90),
+		purge(1, "m", "unknown", 95, 96),
+		peek(2, "m", "c", "ok", 100, 110),
+	))
+	expectOK(t, r)
+}
+
+func TestValueAfterPurgeIsNotLinearizable(t *testing.T) {
+	// a was purged (the purge returned before the consume began) yet consumed.
+	r := check(t, lines(
+		put(0, "m", "a", "ok", 0, 10),
+		purge(1, "m", "ok", 20, 30),
+		cons(1, "m", "a", "ok", 40, 50),
+	))
+	expectViolation(t, r, kindNotLinearizable)
+}
+
+func TestPutAfterPurgeStillCounts(t *testing.T) {
+	// A put invoked after the purge returned is not excused: it is lost.
+	r := check(t, lines(
+		put(0, "m", "a", "ok", 0, 10),
+		purge(1, "m", "ok", 20, 30),
+		put(0, "m", "b", "ok", 40, 50),
+		cons(1, "m", "", "ok", 60, 70),
+	))
+	expectViolation(t, r, kindLost, kindNotLinearizable)
+	if a := r.rep.Mailboxes[0].Account; a.Lost != 1 || a.PossiblyPurged != 1 {
+		t.Errorf("unexpected account: %+v", a)
+	}
+}

@@ -18,6 +18,9 @@ const (
 	opPut     = "put"
 	opConsume = "consume"
 	opPeek    = "peek"
+	// SPEC v2: removes every message of the mailbox; its value (the count
+	// removed) is not checked.
+	opPurge = "purge"
 
 	outOK      = "ok"
 	outFail    = "fail"
@@ -29,7 +32,7 @@ type Op struct {
 	Index    int    // position in the file, 0-based, among non-blank lines
 	Line     int    // 1-based line number in the file
 	Client   int64  // client id as written
-	Kind     string // put | consume | peek
+	Kind     string // put | consume | peek | purge
 	Mailbox  string
 	Value    string // meaningful when HasValue
 	HasValue bool   // false for a JSON null (empty mailbox) or an absent value
@@ -193,7 +196,7 @@ func parseLine(line []byte) (Op, string) {
 	if op.Client, msg = intField(fields, "client", true); msg != "" {
 		return op, msg
 	}
-	if op.Kind, msg = enumField(fields, "op", opPut, opConsume, opPeek); msg != "" {
+	if op.Kind, msg = enumField(fields, "op", opPut, opConsume, opPeek, opPurge); msg != "" {
 		return op, msg
 	}
 	if op.Mailbox, msg = stringField(fields, "mailbox"); msg != "" {
@@ -221,7 +224,10 @@ func parseLine(line []byte) (Op, string) {
 		}
 	}
 
-	// value
+	// value (a purge's count is not checked: no value)
+	if op.Kind == opPurge {
+		return op, ""
+	}
 	rawVal, present := fields["value"]
 	needValue := op.Kind == opPut || op.Outcome == outOK
 	if !present {

@@ -44,6 +44,7 @@ type linChecker struct {
 	boxIdx map[string]int
 	// unknown-outcome puts never seen, per mailbox: left out of the check
 	unobserved map[string]int
+	purged     map[string]bool // mailboxes with a purge (ok or unknown)
 	// For explaining a violation: the ops with their recorded intervals
 	// (not tightened or reordered) and a model that prunes nothing, so the
 	// timeline shows where a plain FIFO queue gets stuck.
@@ -55,7 +56,7 @@ type linChecker struct {
 }
 
 func newLinChecker(h *History) *linChecker {
-	lc := &linChecker{h: h, vt: newValueTable(), byBox: map[string][]porcupine.Operation{}, boxIdx: map[string]int{}, unobserved: map[string]int{}}
+	lc := &linChecker{h: h, vt: newValueTable(), byBox: map[string][]porcupine.Operation{}, boxIdx: map[string]int{}, unobserved: map[string]int{}, purged: map[string]bool{}}
 	for i, b := range h.Mailboxes {
 		lc.boxIdx[b] = i
 	}
@@ -151,6 +152,12 @@ func newLinChecker(h *History) *linChecker {
 			if op.HasValue {
 				out = lc.vt.id(op.Value)
 			}
+		case opPurge:
+			in.kind = 'x'
+			lc.purged[op.Mailbox] = true
+			if in.unknown {
+				ret, meta.infRet = lc.inf, true
+			}
 		}
 		lc.byBox[op.Mailbox] = append(lc.byBox[op.Mailbox], porcupine.Operation{
 			ClientId: h.ClientIndex(op.Client),
@@ -186,7 +193,24 @@ func newLinChecker(h *History) *linChecker {
 		}
 	}
 	lc.certs = map[string]*certificate{}
+	lc.hints.noPruneBox = make([]bool, len(h.Mailboxes))
 	for box, ops := range lc.byBox {
+		if lc.purged[box] {
+			// Tightening, certificates, reordering and pruning all reason
+			// that only a consume removes a value; a purge removes values
+			// too. Such a mailbox gets the plain search (bounds are still
+			// computed: an unknown consume cannot take a value an ok
+			// consume returned).
+			lc.hints.noPruneBox[lc.boxIdx[box]] = true
+			put := map[int32]int{}
+			for i, o := range ops {
+				if in := o.Input.(qInput); in.kind == 'p' && !in.unknown {
+					put[in.val] = i
+				}
+			}
+			computeBounds(ops, lc.hints, put)
+			continue
+		}
 		conflict := tighten(ops, lc.hints)
 		if c := certify(ops, lc.hints, lc.vt, lc.hints.unkCalls[lc.boxIdx[box]], conflict); c != nil {
 			lc.certs[box] = c
@@ -211,7 +235,7 @@ func newLinChecker(h *History) *linChecker {
 			switch {
 			case in.kind == 'p' && !in.unknown:
 				puts = append(puts, cr{o.Call, hi.hb[in.val]})
-			case in.kind != 'p' && !in.unknown && o.Output.(int32) == emptyID:
+			case (in.kind == 'c' || in.kind == 'k') && !in.unknown && o.Output.(int32) == emptyID:
 				empties = append(empties, cr{o.Call, o.Return})
 			}
 		}

@@ -121,7 +121,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	rep := &Report{History: name, Operations: len(h.Ops), Clients: len(h.Clients),
 		TimeoutSeconds: o.timeout.Seconds(), Counts: map[string]*OutcomeCounts{},
 		origin: h.MinTime}
-	for _, k := range []string{opPut, opConsume, opPeek} {
+	for _, k := range []string{opPut, opConsume, opPeek, opPurge} {
 		rep.Counts[k] = &OutcomeCounts{}
 	}
 	opsByBox := map[string][]*Op{}

@@ -156,6 +156,15 @@ func (s qState) pop(hi *hints) qState {
 	return n
 }
 
+// clear empties the queue (a purge), keeping the search bookkeeping.
+func (s qState) clear() qState {
+	n := s
+	n.h = n.t
+	n.hash, n.pw = 0, 1
+	n.maxRC, n.nInf = math.MinInt64, 0
+	return n
+}
+
 func qEqual(a, b qState) bool {
 	if a.len() != b.len() || a.hash != b.hash || a.unkDone != b.unkDone || a.done != b.done {
 		return false
@@ -204,6 +213,10 @@ type hints struct {
 	// first 64 have a bit in qState.unkDone, the rest count as pending.
 	unkCalls [][]int64
 	noPrune  bool // never call a put doomed (for explaining a violation)
+	// by mailbox index: the mailbox has purges, which remove values that no
+	// consume returned: the pruning below assumes only consumes remove
+	// values, so it is off there.
+	noPruneBox []bool
 	// by mailbox index: number of ops with a real (finite) return.
 	finite []int32
 	// by mailbox index: calls of the definite puts, sorted, with the suffix
@@ -275,7 +288,7 @@ func (hi *hints) drainableBy(s qState, box int32, t int64) bool {
 // seen at the head, or the queue cannot be emptied in time for what must
 // come later.
 func (hi *hints) doomed(s, next qState, v int32, box int32) bool {
-	if hi.noPrune {
+	if hi.noPrune || (box >= 0 && int(box) < len(hi.noPruneBox) && hi.noPruneBox[box]) {
 		return false
 	}
 	if !hi.drainableBy(s, box, hi.hb[v]) {
@@ -287,7 +300,7 @@ func (hi *hints) doomed(s, next qState, v int32, box int32) bool {
 // qInput is the operation as the model sees it. Output is an int32 value id
 // (emptyID for an empty mailbox); it is ignored for unknown outcomes.
 type qInput struct {
-	kind    byte // 'p' put, 'c' consume, 'k' peek
+	kind    byte // 'p' put, 'c' consume, 'k' peek, 'x' purge
 	val     int32
 	box     int32 // mailbox index
 	unkBit  int8  // unknown consume: its bit in qState.unkDone, -1 if none
@@ -359,6 +372,9 @@ func newModel(vt *valueTable, hi *hints) porcupine.Model {
 					}
 					return []interface{}{next}
 				}
+				if in.kind == 'x' {
+					return []interface{}{s.clear()}
+				}
 				// consume: takes the head, which must be a value that no ok
 				// consume returned (values are unique).
 				if s.len() == 0 || hi.rc[s.head()] != math.MaxInt64 {
@@ -392,6 +408,8 @@ func newModel(vt *valueTable, hi *hints) porcupine.Model {
 					return nil
 				}
 				return []interface{}{s}
+			case 'x':
+				return []interface{}{s.clear()}
 			}
 			panic("unknown op kind")
 		},
@@ -413,6 +431,11 @@ func newModel(vt *valueTable, hi *hints) porcupine.Model {
 					return "consume() -> ? [unknown outcome]"
 				}
 				return "consume() -> " + vt.name(output.(int32))
+			case 'x':
+				if in.unknown {
+					return "purge() [unknown outcome]"
+				}
+				return "purge()"
 			default:
 				return "peek() -> " + vt.name(output.(int32))
 			}

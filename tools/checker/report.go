@@ -72,8 +72,11 @@ func printSummary(w io.Writer, r *Report, maxList int) {
 	fmt.Fprintf(w, "history: %s: %d ops, %d clients, %d mailboxes (times below are relative to the first call)\n",
 		r.History, r.Operations, r.Clients, len(r.Mailboxes))
 	fmt.Fprintf(w, "%-8s %8s %8s %8s %8s\n", "op", "ok", "ok-empty", "fail", "unknown")
-	for _, k := range []string{opPut, opConsume, opPeek} {
+	for _, k := range []string{opPut, opConsume, opPeek, opPurge} {
 		c := r.Counts[k]
+		if k == opPurge && c.OK+c.Fail+c.Unknown == 0 {
+			continue // histories without purges print as before
+		}
 		empty := fmt.Sprint(c.OKEmpty)
 		if k == opPut {
 			empty = "-"
@@ -99,6 +102,9 @@ func printSummary(w io.Writer, r *Report, maxList int) {
 			if a.PossiblyByUnknown > 0 {
 				fmt.Fprintf(w, " (%d possibly consumed by an unknown-outcome consume; %d such consumes)", a.PossiblyByUnknown, a.Consumes.Unknown)
 			}
+		}
+		if a.PossiblyPurged > 0 {
+			fmt.Fprintf(w, ", possibly removed by a purge %d (%d purges, %d unknown)", a.PossiblyPurged, a.Purges.OK, a.Purges.Unknown)
 		}
 		if a.Remaining > 0 {
 			fmt.Fprintf(w, ", never consumed but mailbox not seen empty after (--no-drain) %d", a.Remaining)
