@@ -13,8 +13,10 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <functional>
@@ -39,6 +41,9 @@ constexpr int kExitServiceError = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitEmpty = 3;
 constexpr int kExitNoReply = 4;
+// `mailbox top`: mailboxes per list query, and the most rows it shows.
+constexpr size_t kTopPageSize = 10000;
+constexpr size_t kMaxTopRows = 1000;
 // A query waiting server-side needs a longer client timeout than its wait.
 constexpr uint64_t kWaitTimeoutMarginMs = 5000;
 constexpr int kRetryDelayMs = 1000;
@@ -265,6 +270,135 @@ int run_handler(const std::string& command, const Message& m, int64_t tick_ms, c
 
 bool stdin_is_terminal() { return isatty(STDIN_FILENO) == 1; }
 
+// Every mailbox matching `pattern` that holds messages (SPEC v2 list, paged
+// by `page_size`), in name order, at most `limit` (0: all). On a failure:
+// false, with the exit code in *exit_code (an error reply is reported).
+bool list_mailboxes(mailbox::Client& client, const std::string& prefix, const std::string& pattern, size_t page_size,
+                    size_t limit, uint64_t timeout_ms, std::vector<nlohmann::json>* rows, int* exit_code) {
+  // A name without wildcards lists that one mailbox: the pattern `name$*`
+  // would list more, so ask for its stats instead.
+  const bool exact = pattern != "*" && pattern.find("$*") == std::string::npos;
+  mailbox::zenoh::GetOptions options;
+  options.timeout_ms = timeout_ms;
+  std::string after;
+  for (;;) {
+    std::string selector = prefix + "/" + pattern + "/stats";
+    if (!exact) {
+      selector = with_params(selector, {{"limit", std::to_string(page_size)}, {"after", after}});
+    }
+    auto replies = client.query(selector, options);
+    if (replies.empty()) {
+      std::cerr << "mailbox: no reply (no server reachable, or timeout)\n";
+      *exit_code = kExitNoReply;
+      return false;
+    }
+    std::vector<nlohmann::json> page;
+    for (const auto& r : replies) {
+      if (!r.ok) {
+        if (error_of(r).code == "empty") break;
+        *exit_code = report_error(r);
+        return false;
+      }
+      auto j = nlohmann::json::parse(r.payload, nullptr, false);
+      if (j.is_object() && j.value("messages", uint64_t{0}) > 0) page.push_back(std::move(j));
+    }
+    // Zenoh's consolidation may reorder replies: the page is sorted here.
+    std::sort(page.begin(), page.end(),
+              [](const auto& a, const auto& b) { return a.value("mailbox", "") < b.value("mailbox", ""); });
+    for (auto& j : page) rows->push_back(j);
+    if (exact || page.size() < page_size || (limit > 0 && rows->size() >= limit)) break;
+    after = page.back().value("mailbox", "");
+  }
+  return true;
+}
+
+// Every reachable node's status (admin key `*/status`), by id.
+std::vector<nlohmann::json> node_statuses(mailbox::Client& client, const std::string& prefix, uint64_t timeout_ms) {
+  mailbox::zenoh::GetOptions all;
+  all.timeout_ms = timeout_ms;
+  all.target = mailbox::zenoh::QueryTarget::kAll;
+  all.consolidation = mailbox::zenoh::Consolidation::kNone;
+  std::vector<nlohmann::json> nodes;
+  for (const auto& r : client.query(prefix + "/@cluster/node/*/status", all)) {
+    auto j = nlohmann::json::parse(r.payload, nullptr, false);
+    if (r.ok && j.is_object()) nodes.push_back(j);
+  }
+  std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) { return a["id"] < b["id"]; });
+  return nodes;
+}
+
+// `mailbox top`: a live view of the cluster and the busiest mailboxes, like
+// `nats top`. One frame every `interval_ms`, `frames` times (0: until
+// interrupted); on a terminal each frame clears the screen. A mailbox's rate
+// is the change of its depth per second since the previous frame.
+int run_top(mailbox::Client& client, const std::string& prefix, size_t rows_shown, uint64_t interval_ms,
+            uint64_t frames, uint64_t timeout_ms) {
+  std::map<std::string, uint64_t> previous_depth;
+  auto previous_at = std::chrono::steady_clock::now();
+  const bool terminal = isatty(STDOUT_FILENO) != 0;
+  for (uint64_t frame = 0; frames == 0 || frame < frames; ++frame) {
+    if (frame > 0) std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
+    const auto nodes = node_statuses(client, prefix, timeout_ms);
+    std::vector<nlohmann::json> boxes;
+    int exit_code = kExitOk;
+    if (!list_mailboxes(client, prefix, "*", kTopPageSize, 0, timeout_ms, &boxes, &exit_code)) return exit_code;
+    const auto now = std::chrono::steady_clock::now();
+    const double seconds = std::max(1e-3, std::chrono::duration<double>(now - previous_at).count());
+    std::stable_sort(boxes.begin(), boxes.end(), [](const auto& a, const auto& b) {
+      return a.value("messages", uint64_t{0}) > b.value("messages", uint64_t{0});
+    });
+    uint64_t total_messages = 0, total_bytes = 0;
+    for (const auto& b : boxes) {
+      total_messages += b.value("messages", uint64_t{0});
+      total_bytes += b.value("bytes", uint64_t{0});
+    }
+    if (terminal) std::printf("\033[H\033[2J");
+    std::time_t wall = std::time(nullptr);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%H:%M:%S", std::localtime(&wall));
+    std::printf("mailbox top  %s  %zu mailboxes, %llu messages, %llu bytes\n\n", stamp, boxes.size(),
+                static_cast<unsigned long long>(total_messages), static_cast<unsigned long long>(total_bytes));
+    std::printf("%-5s %-10s %-6s %-10s %-10s %s\n", "node", "state", "term", "commit", "applied", "disk");
+    for (const auto& n : nodes) {
+      std::printf("%-5llu %-10s %-6llu %-10llu %-10llu %s\n",
+                  static_cast<unsigned long long>(n.value("id", uint64_t{0})), n.value("state", "?").c_str(),
+                  static_cast<unsigned long long>(n.value("term", uint64_t{0})),
+                  static_cast<unsigned long long>(n.value("commit_index", uint64_t{0})),
+                  static_cast<unsigned long long>(n.value("applied_index", uint64_t{0})),
+                  n.value("log_disk_full", false) ? "FULL" : "ok");
+    }
+    if (nodes.empty()) std::printf("(no node answered its status)\n");
+    std::printf("\n%-40s %10s %10s %8s %8s %12s %14s\n", "mailbox", "messages", "rate/s", "leased", "delayed", "bytes",
+                "oldest_age_ms");
+    std::map<std::string, uint64_t> depth;
+    for (size_t i = 0; i < boxes.size(); ++i) {
+      const auto& b = boxes[i];
+      const std::string name = b.value("mailbox", "");
+      const uint64_t messages = b.value("messages", uint64_t{0});
+      depth[name] = messages;
+      if (i >= rows_shown) continue;
+      std::string rate = "-";
+      if (frame > 0) {
+        auto it = previous_depth.find(name);
+        const double before = it == previous_depth.end() ? 0.0 : static_cast<double>(it->second);
+        char buffer[32];
+        std::snprintf(buffer, sizeof buffer, "%+.1f", (static_cast<double>(messages) - before) / seconds);
+        rate = buffer;
+      }
+      std::printf("%-40s %10llu %10s %8llu %8llu %12llu %14lld\n", name.c_str(),
+                  static_cast<unsigned long long>(messages), rate.c_str(),
+                  static_cast<unsigned long long>(b.value("leased", uint64_t{0})),
+                  static_cast<unsigned long long>(b.value("delayed", uint64_t{0})),
+                  static_cast<unsigned long long>(b.value("bytes", uint64_t{0})),
+                  static_cast<long long>(b.value("oldest_age_ms", int64_t{0})));
+    }
+    std::fflush(stdout);
+    previous_depth = std::move(depth);
+    previous_at = now;
+  }
+  return kExitOk;
+}
+
 uint64_t timeout_for_wait(uint64_t timeout_ms, const std::string& wait) {
   int64_t wait_ms = 0;
   if (!wait.empty() && mailbox::parse_duration_ms(wait, &wait_ms)) {
@@ -366,6 +500,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   ls->add_option("--limit", list_limit, "show at most this many mailboxes (0: all)");
   ls->add_option("--page-size", list_page, "mailboxes per query (1..10000)")->capture_default_str();
+
+  size_t top_rows = 20;
+  uint64_t top_interval_ms = 2000;
+  uint64_t top_frames = 0;
+  auto* top = app.add_subcommand("top", "a live view of the cluster and the busiest mailboxes (Ctrl-C stops)");
+  top->add_option("--rows", top_rows, "mailboxes shown, deepest first")
+      ->check(CLI::Range(size_t{1}, kMaxTopRows))
+      ->capture_default_str();
+  top->add_option("--interval-ms", top_interval_ms, "time between frames")
+      ->check(CLI::Range(uint64_t{100}, uint64_t{3'600'000}))
+      ->capture_default_str();
+  top->add_option("--frames", top_frames, "stop after this many frames (0: never)")->capture_default_str();
 
   bool assume_yes = false;
   auto* purge = app.add_subcommand("purge", "remove every message of a mailbox (asks first on a terminal)");
@@ -562,17 +708,7 @@ int main(int argc, char** argv) {
       std::cerr << "mailbox: cannot open a Zenoh session: " << error << "\n";
       return kExitNoReply;
     }
-    mailbox::zenoh::GetOptions all;
-    all.timeout_ms = timeout_ms;
-    all.target = mailbox::zenoh::QueryTarget::kAll;
-    all.consolidation = mailbox::zenoh::Consolidation::kNone;
-    auto replies = client->query(prefix + "/@cluster/node/*/status", all);
-    std::vector<nlohmann::json> nodes;
-    for (const auto& r : replies) {
-      auto j = nlohmann::json::parse(r.payload, nullptr, false);
-      if (r.ok && j.is_object()) nodes.push_back(j);
-    }
-    std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) { return a["id"] < b["id"]; });
+    const std::vector<nlohmann::json> nodes = node_statuses(*client, prefix, timeout_ms);
     if (nodes.empty()) {
       std::cerr << "mailbox: no node answered (no server reachable, or timeout)\n";
       return kExitNoReply;
@@ -635,6 +771,16 @@ int main(int argc, char** argv) {
     return result[0].ok ? kExitOk : report_error(result[0]);
   }
 
+  if (top->parsed()) {
+    std::string error;
+    auto client = mailbox::Client::connect(connect, access, &error);
+    if (!client) {
+      std::cerr << "mailbox: cannot open a Zenoh session: " << error << "\n";
+      return kExitNoReply;
+    }
+    return run_top(*client, prefix, top_rows, top_interval_ms, top_frames, timeout_ms);
+  }
+
   if (ls->parsed()) {
     if (list_pattern != "*" && !mailbox::is_valid_list_pattern(list_pattern) &&
         !mailbox::is_valid_mailbox_name(list_pattern)) {
@@ -651,38 +797,10 @@ int main(int argc, char** argv) {
       std::cerr << "mailbox: cannot open a Zenoh session: " << error << "\n";
       return kExitNoReply;
     }
-    // A name without wildcards lists that one mailbox: the pattern `name$*`
-    // would list more, so ask for its stats instead.
-    const bool exact = list_pattern != "*" && list_pattern.find("$*") == std::string::npos;
-    mailbox::zenoh::GetOptions options;
-    options.timeout_ms = timeout_ms;
     std::vector<nlohmann::json> rows;
-    std::string after;
-    for (;;) {
-      std::string selector = prefix + "/" + list_pattern + "/stats";
-      if (!exact) {
-        selector = with_params(selector, {{"limit", std::to_string(list_page)}, {"after", after}});
-      }
-      auto replies = client->query(selector, options);
-      if (replies.empty()) {
-        std::cerr << "mailbox: no reply (no server reachable, or timeout)\n";
-        return kExitNoReply;
-      }
-      std::vector<nlohmann::json> page;
-      for (const auto& r : replies) {
-        if (!r.ok) {
-          if (error_of(r).code == "empty") break;
-          return report_error(r);
-        }
-        auto j = nlohmann::json::parse(r.payload, nullptr, false);
-        if (j.is_object() && j.value("messages", uint64_t{0}) > 0) page.push_back(std::move(j));
-      }
-      // Zenoh's consolidation may reorder replies: the page is sorted here.
-      std::sort(page.begin(), page.end(),
-                [](const auto& a, const auto& b) { return a.value("mailbox", "") < b.value("mailbox", ""); });
-      for (auto& j : page) rows.push_back(j);
-      if (exact || page.size() < list_page || (list_limit > 0 && rows.size() >= list_limit)) break;
-      after = page.back().value("mailbox", "");
+    int exit_code = kExitOk;
+    if (!list_mailboxes(*client, prefix, list_pattern, list_page, list_limit, timeout_ms, &rows, &exit_code)) {
+      return exit_code;
     }
     if (list_sort == "depth") {
       std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {

@@ -371,3 +371,28 @@ def test_cli_watch_exec_nacks_on_failure(node, client):
     assert r.returncode == 0, r.stderr
     kind, body = client.consume("cli-f")
     assert kind == "ok" and body["attachment"]["deliveries"] == 2
+
+
+def test_cli_top_shows_the_cluster_and_the_deepest_mailboxes_with_their_rate(node, client):
+    for i in range(5):
+        client.put_ack("top-deep", f"{i}".encode())
+    client.put_ack("top-shallow", b"x")
+    # Two frames: the second shows the deep mailbox's growth in between.
+    proc = subprocess.Popen([str(MAILBOX_CLI), "--connect", node.endpoint, "top", "--frames", "2",
+                             "--interval-ms", "1500", "--rows", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.7)
+    for i in range(3):
+        client.put_ack("top-deep", f"more{i}".encode())
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    frames = out.split("mailbox top")[1:]
+    assert len(frames) == 2, out
+    first, second = frames
+    assert "2 mailboxes" in first and "leader" in first, first
+    # --rows 1: only the deepest.
+    assert "top-deep" in first and "top-shallow" not in first, first
+    deep = [line for line in second.splitlines() if line.startswith("top-deep")]
+    assert deep and deep[0].split()[1] == "8", second
+    assert deep[0].split()[2].startswith("+"), f"a growing mailbox shows a positive rate: {deep}"
+    assert "\033[2J" not in out, "not a terminal: no screen clearing"
