@@ -271,6 +271,14 @@ std::deque<StoredMessage>::iterator StateMachine::find_message(Mailbox& box, uin
   return box.messages.end();
 }
 
+namespace {
+// Ack, nack and extend of a message without an active lease.
+Status no_active_lease(uint64_t id) {
+  return Status::error(ErrorCode::kNotFound, "no active lease on message " + std::to_string(id) +
+                                                 " in this mailbox (unknown, settled, or lease expired)");
+}
+}  // namespace
+
 CommandResult StateMachine::apply_ack(const AckCommand& ack) {
   CommandResult result;
   auto it = mailboxes_.find(ack.mailbox);
@@ -282,8 +290,7 @@ CommandResult StateMachine::apply_ack(const AckCommand& ack) {
       return result;
     }
   }
-  result.status = Status::error(ErrorCode::kNotFound, "no active lease on message " + std::to_string(ack.id) +
-                                                          " in this mailbox (unknown, settled, or lease expired)");
+  result.status = no_active_lease(ack.id);
   return result;
 }
 
@@ -304,8 +311,7 @@ CommandResult StateMachine::apply_nack(const NackCommand& nack) {
       return result;
     }
   }
-  result.status = Status::error(ErrorCode::kNotFound, "no active lease on message " + std::to_string(nack.id) +
-                                                          " in this mailbox (unknown, settled, or lease expired)");
+  result.status = no_active_lease(nack.id);
   return result;
 }
 
@@ -323,8 +329,7 @@ CommandResult StateMachine::apply_extend(const ExtendCommand& extend) {
       return result;
     }
   }
-  result.status = Status::error(ErrorCode::kNotFound, "no active lease on message " + std::to_string(extend.id) +
-                                                          " in this mailbox (unknown, settled, or lease expired)");
+  result.status = no_active_lease(extend.id);
   return result;
 }
 

@@ -42,6 +42,9 @@ constexpr uint64_t kMaxUnpersistedEntries = 8192;
 // and tries again at most this often.
 constexpr int64_t kDiskFullTransferAfterMs = 500;
 constexpr int64_t kDiskFullTransferIntervalMs = 5000;
+// A server being added may take this long to catch up (a snapshot install
+// of a large state, a restart in the middle) before the add fails.
+constexpr int64_t kMaxCatchUpMs = 120'000;
 constexpr uint64_t kMaxUnpersistedBytes = 512ULL << 20;
 
 std::string encode_configuration(const raft_configuration& configuration) {
@@ -1555,7 +1558,20 @@ void RaftDriver::progress_membership() {
         return;
       }
       if (status == RAFT_CATCH_UP_ABORTED) {
-        finish_membership(unavailable("the new server could not catch up with the log; retry"));
+        // libraft aborts a catch-up when the server does not answer for an
+        // election timeout, which a server installing a large snapshot (or
+        // restarting meanwhile) does not. Start it again while the change
+        // is young; only a server that stays behind that long fails it.
+        if (env_.monotonic_ms() - change_->started_ms < kMaxCatchUpMs) {
+          ++catch_up_restarts_;
+          raft_event event{};
+          event.type = RAFT_CATCH_UP;
+          event.catch_up.server_id = change_->request.id;
+          step(event);
+          return;
+        }
+        finish_membership(unavailable("the new server could not catch up with the log in " +
+                                      std::to_string(kMaxCatchUpMs / 1000) + " s; retry"));
         return;
       }
       if (status != RAFT_CATCH_UP_FINISHED) return;
@@ -1636,6 +1652,7 @@ DriverStatus RaftDriver::status() const {
   s.log_disk_full = log_disk_full_;
   s.refused_disk_full = refused_disk_full_;
   s.disk_full_transfers = disk_full_transfers_;
+  s.catch_up_restarts = catch_up_restarts_;
   s.snapshot_bytes_written = snapshot_bytes_written_;
   if (s.is_leader) {
     for (const auto& server : configuration_view_) {

@@ -189,6 +189,7 @@ struct DriverStatus {
   bool log_disk_full = false;      // the log writer waits for disk space
   uint64_t refused_disk_full = 0;  // client requests refused: this leader's disk was full
   uint64_t disk_full_transfers = 0;  // leadership handed off because the disk was full
+  uint64_t catch_up_restarts = 0;    // a joining server's catch-up started again after libraft aborted it
   // Operability (metrics, status page): each other member's match index as
   // the leader sees it (empty on a follower), and snapshot bytes written.
   struct Follower {
@@ -480,6 +481,7 @@ class RaftDriver {
   int64_t last_disk_full_transfer_ms_ = 0;
   uint64_t refused_disk_full_ = 0;
   uint64_t disk_full_transfers_ = 0;
+  uint64_t catch_up_restarts_ = 0;
   void refuse_parked_work(const Status& status);
   void maybe_leave_full_disk();
   size_t voters_ = 0;

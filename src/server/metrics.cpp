@@ -243,6 +243,10 @@ std::string prometheus_text(const MetricsInput& in) {
   gauge(out, "mailbox_snapshot_index", "Log index of the newest snapshot.", static_cast<double>(r.snapshot_index));
   gauge(out, "mailbox_log_disk_bytes", "Bytes of the Raft log on disk.", static_cast<double>(r.log_disk_bytes));
   gauge(out, "mailbox_log_disk_full", "1 while the log cannot grow: the disk is full.", r.log_disk_full ? 1 : 0);
+  counter(out, "mailbox_disk_full_refusals_total", "Client requests refused while leading on a full disk.",
+          static_cast<double>(r.refused_disk_full));
+  counter(out, "mailbox_disk_full_leadership_transfers_total", "Leadership handed off because the disk was full.",
+          static_cast<double>(r.disk_full_transfers));
   counter(out, "mailbox_transport_sent_bytes_total", "Raft transport bytes sent.",
           static_cast<double>(r.transport_bytes_sent));
   counter(out, "mailbox_transport_received_bytes_total", "Raft transport bytes received.",
