@@ -71,8 +71,12 @@ def drain(session, box):
             ids.append(json.loads(bytes(r.ok.attachment.to_bytes()))["id"])
 
 
-def statuses(session):
-    return chaos.cluster_statuses(session)
+def assert_exactly_once(session, box, acked):
+    """Drains `box`: every acknowledged put is there, none twice."""
+    got = drain(session, box)
+    missing = set(acked) - set(got)
+    assert not missing, f"acknowledged puts lost: {sorted(missing)[:10]}"
+    assert len(got) == len(set(got)), "a message delivered twice"
 
 
 @pytest.fixture
@@ -114,12 +118,12 @@ def tmpfs_cluster(tmp_path):
 def leader_of(session, count, timeout=30):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        st = statuses(session)
+        st = chaos.cluster_statuses(session)
         leaders = [s["id"] for s in st.values() if s["state"] == "leader"]
         if len(st) == count and len(leaders) == 1:
             return leaders[0], st
         time.sleep(0.2)
-    raise AssertionError(f"no single leader: {statuses(session)}")
+    raise AssertionError(f"no single leader: {chaos.cluster_statuses(session)}")
 
 
 def test_a_single_node_on_a_full_disk_refuses_puts_clearly_and_recovers(tmpfs_cluster):
@@ -148,7 +152,7 @@ def test_a_single_node_on_a_full_disk_refuses_puts_clearly_and_recovers(tmpfs_cl
         assert any("disk is full" in r[2] for r in refusals), refusals
         deadline = time.time() + 5  # the status is refreshed periodically
         while True:
-            st = statuses(session)[1]
+            st = chaos.cluster_statuses(session)[1]
             if st["log_disk_full"] is True and st["refused_disk_full"] > 0:
                 break
             assert time.time() < deadline, st
@@ -164,10 +168,7 @@ def test_a_single_node_on_a_full_disk_refuses_puts_clearly_and_recovers(tmpfs_cl
                 break
             assert time.time() < deadline, f"the node did not recover once space returned: {r}"
             time.sleep(0.3)
-        got = drain(session, "full")
-        missing = set(acked) - set(got)
-        assert not missing, f"acknowledged puts lost: {sorted(missing)}"
-        assert len(got) == len(set(got)), "a message delivered twice"
+        assert_exactly_once(session, "full", acked)
     finally:
         session.close()
 
@@ -185,7 +186,7 @@ def test_a_leader_on_a_full_disk_hands_leadership_to_a_node_with_space(tmpfs_clu
         # hands off, never unanswered.
         deadline, k, new_leader = time.time() + 20, 0, leader
         while new_leader == leader:
-            assert time.time() < deadline, f"leadership stayed on the full disk: {statuses(status)}"
+            assert time.time() < deadline, f"leadership stayed on the full disk: {chaos.cluster_statuses(status)}"
             r = put(client, "moved", f"m{k}")
             k += 1
             if r[0] == "ok":
@@ -208,16 +209,13 @@ def test_a_leader_on_a_full_disk_hands_leadership_to_a_node_with_space(tmpfs_clu
         os.remove(filler)
         deadline = time.time() + 60
         while True:
-            st = statuses(status)
+            st = chaos.cluster_statuses(status)
             if len(st) == 3 and not st[leader]["log_disk_full"] and \
                     st[leader]["applied_index"] >= st[new_leader]["commit_index"]:
                 break
             assert time.time() < deadline, f"the old leader did not catch up: {st}"
             time.sleep(0.5)
-        got = drain(client, "moved")
-        missing = set(acked) - set(got)
-        assert not missing, f"acknowledged puts lost: {sorted(missing)[:10]}"
-        assert len(got) == len(set(got)), "a message delivered twice"
+        assert_exactly_once(client, "moved", acked)
         client.close()
     finally:
         status.close()

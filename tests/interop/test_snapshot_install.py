@@ -11,13 +11,14 @@ messages.
 The state's size and the rounds scale by environment:
 MAILBOX_INSTALL_MIB (default 64) and MAILBOX_INSTALL_ROUNDS (default 3);
 `make chaos-install` runs 200 MiB and 20 rounds (docs/RELIABILITY.md).
+MAILBOX_INSTALL_DEBUG=1 also lists the victim's large files each round.
 """
 import os
 import random
 import threading
 import time
 
-from conftest import Client, Cluster
+from conftest import PREFIX, Client, Cluster
 
 INSTALL_MIB = int(os.environ.get("MAILBOX_INSTALL_MIB", "64"))
 ROUNDS = int(os.environ.get("MAILBOX_INSTALL_ROUNDS", "3"))
@@ -159,7 +160,7 @@ def test_followers_and_a_new_node_catch_up_by_snapshot_install_through_kill_9(wo
             # `unavailable`: the operator retries, as here.
             for _ in range(ADD_ATTEMPTS):
                 replies = list(adder.session.get(
-                    f"forge/mailbox/@cluster/node/{c.leader(adder)}/add?id=4;address=127.0.0.1:{new.raft_port}",
+                    f"{PREFIX}/@cluster/node/{c.leader(adder)}/add?id=4;address=127.0.0.1:{new.raft_port}",
                     timeout=CATCH_UP_TIMEOUT_S))
                 answers.append(replies[0].ok is not None if replies else None)
                 if answers[-1]:
