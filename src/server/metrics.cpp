@@ -206,9 +206,13 @@ std::string prometheus_text(const MetricsInput& in) {
            "reason=\"" + std::string(drop_reason_name(static_cast<DropReason>(i))) + "\"",
            static_cast<double>(in.publications_dropped[i]));
   }
-  if (in.zenoh_sessions >= 0) {
-    gauge(out, "mailbox_zenoh_sessions", "Zenoh sessions open to this node's router.",
-          static_cast<double>(in.zenoh_sessions));
+  if (in.zenoh_sessions) {
+    header(out, "mailbox_zenoh_sessions", "gauge",
+           "Zenoh sessions open to this node's router, by the other end's kind (client; peer or router: "
+           "other nodes).");
+    sample(out, "mailbox_zenoh_sessions", "kind=\"client\"", static_cast<double>(in.zenoh_sessions->clients));
+    sample(out, "mailbox_zenoh_sessions", "kind=\"peer\"", static_cast<double>(in.zenoh_sessions->peers));
+    sample(out, "mailbox_zenoh_sessions", "kind=\"router\"", static_cast<double>(in.zenoh_sessions->routers));
   }
 
   // Raft.
@@ -253,6 +257,10 @@ std::string prometheus_text(const MetricsInput& in) {
           static_cast<double>(r.transport_bytes_received));
   counter(out, "mailbox_transport_dropped_messages_total", "Raft messages dropped (peer unreachable or slow).",
           static_cast<double>(r.transport_messages_dropped));
+  counter(out, "mailbox_transport_refused_connections_total",
+          "Raft transport connections refused: not TLS, a certificate not naming the node it claims, a foreign "
+          "cluster or a bad frame.",
+          static_cast<double>(r.transport_connections_refused));
   gauge(out, "mailbox_forwards_pending", "Requests handed to another node, waiting for its answer.",
         static_cast<double>(r.forwards_pending));
   counter(out, "mailbox_forwards_lost_total", "Requests handed to another node whose answer was lost.",

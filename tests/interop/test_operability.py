@@ -129,6 +129,23 @@ def test_metrics_over_http_and_zenoh_agree(workdir):
     assert metric(ztext, "mailbox_requests_total", 'op="put",code="ok"') == 3
     assert metric(ztext, "mailbox_messages") == 2
     assert metric(ztext, "mailbox_raft_term") == metric(text, "mailbox_raft_term")
+    # Zenoh sessions: this client, then a second one, then the first again.
+    assert metric(text, "mailbox_zenoh_sessions", 'kind="client"') == 1, text
+    assert metric(text, "mailbox_zenoh_sessions", 'kind="router"') == 0
+    second = Client(node.endpoint)
+
+    def clients_become(n):
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            value = metric(http_get(port, "/metrics")[2], "mailbox_zenoh_sessions", 'kind="client"')
+            if value == n:
+                return value
+            time.sleep(0.1)
+        return value
+
+    assert clients_become(2) == 2
+    second.close()
+    assert clients_become(1) == 1
     client.close()
     assert node.stop() == 0
 
