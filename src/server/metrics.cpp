@@ -282,13 +282,13 @@ std::string prometheus_text(const MetricsInput& in) {
   gauge(out, "mailbox_stored_bytes", "Payload bytes stored.", static_cast<double>(m.bytes));
   if (m.leased_known) {
     gauge(out, "mailbox_messages_leased", "Messages under an active lease.", static_cast<double>(m.leased));
+    gauge(out, "mailbox_messages_delayed", "Messages put with a delay, not due yet.", static_cast<double>(m.delayed));
   }
   gauge(out, "mailbox_dead_letter_messages", "Messages in dead-letter mailboxes (<name>.dlq).",
         static_cast<double>(m.dead_letter_messages));
   gauge(out, "mailbox_overview_walk_seconds",
         "How long the last walk of the mailboxes (for these numbers and the status page) held the Raft loop.",
         static_cast<double>(m.walk_us) / 1e6);
-  // Delayed messages (issue #15) are exported here once the state keeps them.
   return out;
 }
 
@@ -330,6 +330,7 @@ std::string status_page_json(const MetricsInput& in) {
   out += "],\"mailboxes\":{\"count\":" + std::to_string(in.mailboxes.mailboxes) +
          ",\"messages\":" + std::to_string(r.messages) + ",\"bytes\":" + std::to_string(in.mailboxes.bytes) +
          ",\"leased\":" + (in.mailboxes.leased_known ? std::to_string(in.mailboxes.leased) : "null") +
+         ",\"delayed\":" + (in.mailboxes.leased_known ? std::to_string(in.mailboxes.delayed) : "null") +
          ",\"dead_letter_messages\":" + std::to_string(in.mailboxes.dead_letter_messages) + ",\"deepest\":[";
   for (size_t i = 0; i < in.mailboxes.deepest.size(); ++i) {
     if (i) out += ",";

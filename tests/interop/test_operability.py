@@ -459,6 +459,33 @@ def test_dead_letters_in_metrics_and_on_the_status_page(workdir):
     assert node.stop() == 0
 
 
+def test_leased_and_delayed_messages_are_told_apart(workdir):
+    """A delayed message is not leased and a leased one is not delayed, in
+    the metrics and on the status page."""
+    port = free_port()
+    node = Node(workdir / "n1", ["--metrics-listen", f"127.0.0.1:{port}"]).start()
+    client = Client(node.endpoint)
+    client.wait_ready()
+    kind, _ = client.one(f"{PREFIX}/later/put?delay=60s", payload=b"in a minute")
+    assert kind == "ok"
+    client.put_ack("work", b"job")
+    client.put_ack("work", b"waiting")
+    kind, _ = client.consume("work", "lease=60s")
+    assert kind == "ok"
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        text = http_get(port, "/metrics")[2]
+        if metric(text, "mailbox_messages") == 3 and metric(text, "mailbox_messages_delayed") == 1:
+            break
+        time.sleep(0.2)
+    assert metric(text, "mailbox_messages_delayed") == 1, text
+    assert metric(text, "mailbox_messages_leased") == 1, text
+    totals = json.loads(http_get(port, "/status.json")[2])["mailboxes"]
+    assert (totals["messages"], totals["leased"], totals["delayed"]) == (3, 1, 1), totals
+    client.close()
+    assert node.stop() == 0
+
+
 def test_status_json_with_a_member_down(workdir):
     ports = {i: free_port() for i in (1, 2, 3)}
     cluster = Cluster(workdir, 3, node_args=lambda i: ["--metrics-listen", f"127.0.0.1:{ports[i]}"]).start_all()
