@@ -24,8 +24,11 @@ for i in 1 2 3; do
 done
 cli() { "$build/mailbox" --connect "tcp/127.0.0.1:$((17646 + $1))" "${@:2}"; }
 for _ in $(seq 1 100); do cli 1 stats bench >/dev/null 2>&1 && break; sleep 0.2; done
-cli 1 cluster transfer 1 >/dev/null 2>&1 || true
-for _ in $(seq 1 100); do cli 1 stats bench >/dev/null 2>&1 && break; sleep 0.2; done
+for _ in $(seq 1 100); do
+  cli 1 cluster transfer 1 >/dev/null 2>&1 &&
+    cli 1 cluster status 2>/dev/null | awk '$1 == 1 && $2 == "leader" {found = 1} END {exit !found}' && break
+  sleep 0.2
+done
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for via in 1 2; do
   before=(); for p in "${pids[@]}"; do before+=("$(cpu "$p")"); done

@@ -42,8 +42,11 @@ run() {  # run MODE NODES
   for _ in $(seq 1 100); do "${cli[@]}" stats bench >/dev/null 2>&1 && break; sleep 0.2; done
   # Node 1, the one the clients reach, leads: no forwarding hop.
   if ((nodes > 1)); then
-    "${cli[@]}" cluster transfer 1 >/dev/null 2>&1 || true  # already leading
-    for _ in $(seq 1 100); do "${cli[@]}" stats bench >/dev/null 2>&1 && break; sleep 0.2; done
+    for _ in $(seq 1 100); do
+      "${cli[@]}" cluster transfer 1 >/dev/null 2>&1 &&
+        "${cli[@]}" cluster status 2>/dev/null | awk '$1 == 1 && $2 == "leader" {found = 1} END {exit !found}' && break
+      sleep 0.2
+    done
   fi
   for pc in "1 1" "16 16"; do
     set -- $pc
