@@ -111,6 +111,7 @@ struct Transport::Connection {
   uv_tcp_t handle{};
   bool outbound = false;
   uint64_t serial = 0;   // accepted connections: the key replies find it by
+  uint64_t accepted_at_ms = 0;  // accepted connections: when (the loop's clock)
   Peer* peer = nullptr;  // outbound: the peer it serves
   std::set<uint64_t> forwards_in_flight;  // outbound: requests written, not yet answered
   bool hello_seen = false;
@@ -528,6 +529,13 @@ Status Transport::listen() {
     return Status::error(ErrorCode::kInternal, "cannot listen on the Raft address " + options_.listen_address + ": " +
                                                    uv_strerror(rv));
   }
+  uv_timer_init(loop_, &hello_sweep_);
+  hello_sweep_.data = this;
+  hello_sweep_open_ = true;
+  const uint64_t every_ms = static_cast<uint64_t>(std::max<int64_t>(10, options_.hello_timeout_ms / 4));
+  uv_timer_start(
+      &hello_sweep_, [](uv_timer_t* t) { static_cast<Transport*>(t->data)->sweep_silent_connections(); }, every_ms,
+      every_ms);
   return Status::ok();
 }
 
@@ -547,8 +555,15 @@ void Transport::on_connection(uv_stream_t* server, int status) {
   if (options_.tls != nullptr) c->tls = std::make_unique<TlsStream>(options_.tls, TlsStream::Role::kServer);
   Connection* raw = c.get();
   raw->serial = next_serial_++;
+  raw->accepted_at_ms = uv_now(loop_);
+  size_t waiting = 0;
+  for (const auto& [serial, accepted] : accepted_) waiting += accepted->hello_seen ? 0 : 1;
   accepted_[raw->serial] = raw;
   connections_.emplace(raw, std::move(c));
+  if (waiting >= kMaxConnectionsBeforeHello) {
+    raw->refuse("too many connections waiting to say HELLO");
+    return;
+  }
   start_reading(&raw->handle);
 }
 
@@ -812,6 +827,17 @@ void Transport::pump_snapshot(Peer& p) {
   });
 }
 
+void Transport::sweep_silent_connections() {
+  const uint64_t now = uv_now(loop_);
+  std::vector<Connection*> silent;
+  for (const auto& [serial, c] : accepted_) {
+    if (!c->hello_seen && !c->closing && now - c->accepted_at_ms >= static_cast<uint64_t>(options_.hello_timeout_ms)) {
+      silent.push_back(c);
+    }
+  }
+  for (Connection* c : silent) c->refuse("no HELLO within " + std::to_string(options_.hello_timeout_ms) + " ms");
+}
+
 void Transport::connection_closed(Connection* c) {
   connections_.erase(c);
   maybe_closed();
@@ -831,6 +857,14 @@ void Transport::close(std::function<void()> done) {
     }
     if (p->connecting) uv_cancel(reinterpret_cast<uv_req_t*>(&p->resolve));  // fails if already connecting
   }
+  if (hello_sweep_open_) {
+    uv_timer_stop(&hello_sweep_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&hello_sweep_), [](uv_handle_t* h) {
+      auto* t = static_cast<Transport*>(h->data);
+      t->hello_sweep_open_ = false;
+      t->maybe_closed();
+    });
+  }
   if (listening_) {
     listening_ = false;
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_), [](uv_handle_t* h) {
@@ -842,7 +876,7 @@ void Transport::close(std::function<void()> done) {
 }
 
 void Transport::maybe_closed() {
-  if (!closing_ || !closed_ || listening_ || !connections_.empty()) return;
+  if (!closing_ || !closed_ || listening_ || hello_sweep_open_ || !connections_.empty()) return;
   for (auto& [id, p] : peers_) {
     if (p->connecting) return;
   }

@@ -73,6 +73,11 @@ inline constexpr size_t kMaxQueuedBytes = 64ULL << 20;
 inline constexpr size_t kSnapshotChunkBytes = 1ULL << 20;
 // Queue below which the next snapshot chunk is read.
 inline constexpr size_t kSnapshotChunkLowWaterBytes = 4ULL << 20;
+// An accepted connection must say HELLO (after its TLS handshake, in secure
+// mode) within this time, and at most this many may be waiting to: a
+// caller that connects and says nothing is closed, not kept.
+inline constexpr int64_t kHelloTimeoutMs = 5000;
+inline constexpr size_t kMaxConnectionsBeforeHello = 64;
 inline constexpr int64_t kReconnectInitialMs = 50;
 inline constexpr int64_t kReconnectMaxMs = 2000;
 
@@ -129,6 +134,7 @@ struct TransportOptions {
   // Secure mode: mutual TLS with this context on every connection; null
   // for plain TCP (open mode, loopback only).
   std::shared_ptr<const TlsContext> tls;
+  int64_t hello_timeout_ms = kHelloTimeoutMs;
 };
 
 struct TransportCounters {
@@ -137,7 +143,8 @@ struct TransportCounters {
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
   uint64_t messages_dropped = 0;      // a full queue, or no connection
-  uint64_t connections_refused = 0;   // bad HELLO, bad frame, failed TLS or a certificate naming another node
+  uint64_t connections_refused = 0;   // bad HELLO, bad frame, failed TLS, a certificate naming another node,
+                                      // no HELLO in time, too many waiting for one
   uint64_t snapshots_sent = 0;
   uint64_t forwards_sent = 0;
   uint64_t forwards_received = 0;
@@ -182,12 +189,16 @@ class Transport {
   void pump_snapshot(Peer& p);
   void connection_closed(Connection* c);
   void maybe_closed();
+  // Closes accepted connections that said no HELLO within hello_timeout_ms.
+  void sweep_silent_connections();
 
   uv_loop_t* loop_;
   TransportOptions options_;
   TransportHandler& handler_;
   uv_tcp_t listener_{};
   bool listening_ = false;
+  uv_timer_t hello_sweep_{};
+  bool hello_sweep_open_ = false;
   bool closing_ = false;
   std::function<void()> closed_;
   std::map<uint64_t, std::unique_ptr<Peer>> peers_;

@@ -123,7 +123,6 @@ TEST_F(Pki, AMissingOrMismatchedFileIsNamed) {
 
 class TlsTransport : public LoopbackTransports {
  protected:
-  TlsTransport() : LoopbackTransports(41000) {}
   void SetUp() override {
     LoopbackTransports::SetUp();
     pki_.make();

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <functional>
@@ -42,20 +44,39 @@ struct Recorder : TransportHandler {
   void on_forward_lost(uint64_t, uint64_t id) override { lost.push_back(id); }
 };
 
+// A loopback port nobody listens on now (the kernel's choice of a free
+// one; another process could take it before the test does, rarely).
+inline int free_loopback_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
 class LoopbackTransports : public ::testing::Test {
  protected:
-  // `port_base`: where this suite's ports start (suites run in parallel).
-  explicit LoopbackTransports(int port_base) : port_base_(port_base) {}
   void SetUp() override {
     ASSERT_EQ(uv_loop_init(&loop_), 0);
-    const int base = port_base_ + static_cast<int>(getpid() % 20000);
-    address_a_ = "127.0.0.1:" + std::to_string(base);
-    address_b_ = "127.0.0.1:" + std::to_string(base + 1);
+    const int port_a = free_loopback_port();
+    int port_b = free_loopback_port();
+    while (port_b == port_a) port_b = free_loopback_port();
+    ASSERT_GT(port_a, 0);
+    ASSERT_GT(port_b, 0);
+    address_a_ = "127.0.0.1:" + std::to_string(port_a);
+    address_b_ = "127.0.0.1:" + std::to_string(port_b);
   }
   // Node 1 (a) and node 2 (b), each with the TLS context given (null: plain).
   void start(std::shared_ptr<const TlsContext> tls_a = nullptr, std::shared_ptr<const TlsContext> tls_b = nullptr) {
-    a_ = std::make_unique<Transport>(&loop_, TransportOptions{1, "test", address_a_, tls_a}, rec_a_);
-    b_ = std::make_unique<Transport>(&loop_, TransportOptions{2, "test", address_b_, tls_b}, rec_b_);
+    a_ = std::make_unique<Transport>(&loop_, TransportOptions{1, "test", address_a_, tls_a, hello_timeout_ms_}, rec_a_);
+    b_ = std::make_unique<Transport>(&loop_, TransportOptions{2, "test", address_b_, tls_b, hello_timeout_ms_}, rec_b_);
     rec_a_.transport = a_.get();
     rec_b_.transport = b_.get();
     ASSERT_TRUE(a_->listen().is_ok());
@@ -92,7 +113,7 @@ class LoopbackTransports : public ::testing::Test {
     return sent;
   }
 
-  int port_base_;
+  int64_t hello_timeout_ms_ = kHelloTimeoutMs;  // set before start()
   uv_loop_t loop_{};
   std::string address_a_, address_b_;
   Recorder rec_a_, rec_b_;

@@ -4,7 +4,10 @@
 
 #include "transport_fixture.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <functional>
@@ -39,7 +42,6 @@ TEST(TransportFrames, RoundTripAndRejections) {
 
 class TransportForwarding : public LoopbackTransports {
  protected:
-  TransportForwarding() : LoopbackTransports(21000) {}
   void SetUp() override {
     LoopbackTransports::SetUp();
     start();
@@ -91,6 +93,56 @@ TEST_F(TransportForwarding, AnAnswerForAClosedConnectionIsDropped) {
     usleep(1000);
   }
   EXPECT_TRUE(rec_a_.replies.empty());
+}
+
+// A caller that connects to the Raft port and says nothing.
+int silent_connection(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &to.sin_addr);
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) return -1;
+  return fd;
+}
+
+// 0 once the other end has closed, -1 while it is open (no data ever comes).
+int peer_closed(int fd) {
+  char byte;
+  const ssize_t n = recv(fd, &byte, 1, MSG_DONTWAIT);
+  return n == 0 ? 0 : -1;
+}
+
+class SilentCallers : public LoopbackTransports {
+ protected:
+};
+
+TEST_F(SilentCallers, ACallerThatSaysNoHelloIsClosedAfterTheTimeout) {
+  hello_timeout_ms_ = 200;
+  start();
+  const int fd = silent_connection(address_b_);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(run_until([&] { return b_->counters().connections_refused == 1; }));
+  EXPECT_TRUE(run_until([&] { return peer_closed(fd) == 0; }));
+  close(fd);
+  // A real peer in the meantime is served.
+  rec_b_.answer = [](std::string_view r) { return std::string(r); };
+  ASSERT_TRUE(forward_when_connected(1, "after"));
+  ASSERT_TRUE(run_until([&] { return rec_a_.replies.size() == 1; }));
+}
+
+TEST_F(SilentCallers, TooManyWaitingForHelloAreRefusedAtOnce) {
+  start();  // the default timeout: nothing times out during the test
+  std::vector<int> fds;
+  for (size_t i = 0; i < kMaxConnectionsBeforeHello + 1; ++i) {
+    fds.push_back(silent_connection(address_b_));
+    ASSERT_GE(fds.back(), 0);
+  }
+  ASSERT_TRUE(run_until([&] { return b_->counters().connections_refused == 1; }, 2000));
+  run_until([] { return false; }, 100);
+  EXPECT_EQ(b_->counters().connections_refused, 1u) << "only the one over the limit";
+  for (int fd : fds) close(fd);
 }
 
 }  // namespace
