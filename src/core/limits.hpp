@@ -48,9 +48,19 @@ inline constexpr int64_t kMaxLeaseMs = 12LL * 60 * 60 * 1000;
 // Dead letters of mailbox X go to X + kDeadLetterSuffix.
 inline constexpr const char* kDeadLetterSuffix = ".dlq";
 inline constexpr size_t kDeadLetterSuffixBytes = 4;
-// Long-poll: the longest wait= by default, and how many queries may wait at once.
+// Long-poll: the longest wait= by default, and how many queries may wait at
+// once, parked on the leader (one per device of a mailbox per user).
 inline constexpr int64_t kDefaultMaxWaitMs = 5LL * 60 * 1000;
-inline constexpr size_t kMaxParkedWaiters = 10'000;
+inline constexpr size_t kMaxParkedWaiters = 100'000;
+// The memory bound of one parked long-poll on the node, beyond the bytes of
+// its query (key, parameters, attachment): our waiter, its reply callback
+// and exchange, and Zenoh's state of a pending query. Measured about 1.6 KiB
+// (docs/BENCHMARKS.md, "Many waiting clients"); each parked long-poll is
+// charged this plus its query's bytes against kMaxParkedWaiterBytes, so the
+// parked long-polls of a node hold at most that much, whatever their
+// attachments. A long-poll beyond either bound is answered `unavailable`.
+inline constexpr size_t kParkedWaiterOverheadBytes = 2048;
+inline constexpr uint64_t kMaxParkedWaiterBytes = 256ULL << 20;
 // Fire-and-forget publications remembered (by id) to store each at most once.
 inline constexpr int64_t kPublicationDedupWindowMs = 30'000;
 inline constexpr size_t kMaxPublicationDedupEntries = 1'000'000;
@@ -93,7 +103,10 @@ inline constexpr int64_t kForwardRetryMs = 10;
 inline constexpr int64_t kMaxPublicationHoldMs = 5'000;
 inline constexpr size_t kMaxHeldPublications = 10'000;
 inline constexpr size_t kMaxHeldPublicationBytes = 64 * 1024 * 1024;
-// Requests admitted but not yet answered, across the whole server.
-inline constexpr size_t kMaxInflightRequests = 65536;
+// Requests admitted but not yet answered, across the whole server: those
+// being worked on, plus parked long-polls (each holds its admission while it
+// waits: a full set of them leaves room for the work that wakes them).
+inline constexpr size_t kMaxActiveRequests = 65'536;
+inline constexpr size_t kMaxInflightRequests = kMaxActiveRequests + kMaxParkedWaiters;
 
 }  // namespace mailbox::limits

@@ -155,6 +155,7 @@ struct RaftNode::Impl : DriverEnv, TransportHandler {
     Command command;
     CommandCallback done;
     int64_t wait_ms = 0;
+    size_t held_bytes = 0;
   };
   std::mutex mutex;
   std::vector<InboxCommand> inbox_commands;
@@ -447,7 +448,7 @@ void RaftNode::Impl::on_wakeup() {
     stop = stop_requested;
   }
   for (auto& f : to_forward) start_forward(std::move(f));
-  for (auto& c : commands) driver->submit_command(std::move(c.command), std::move(c.done), c.wait_ms);
+  for (auto& c : commands) driver->submit_command(std::move(c.command), std::move(c.done), c.wait_ms, c.held_bytes);
   for (auto& [read, done] : reads) driver->submit_read(std::move(read), std::move(done));
   for (auto& [request, done] : changes) {
     // The status others read shows the new configuration before the
@@ -505,6 +506,8 @@ void RaftNode::Impl::refresh_status() {
   s.persisted_index = d.persisted_index;
   s.snapshot_index = d.snapshot_index;
   s.parked_waiters = d.parked_waiters;
+  s.parked_waiter_bytes = d.parked_waiter_bytes;
+  s.waiters_refused = d.waiters_refused;
   s.snapshots_taken = d.snapshots_taken;
   s.snapshots_installed = d.snapshots_installed;
   s.longest_snapshot_stall_us = d.longest_snapshot_stall_us;
@@ -990,8 +993,8 @@ bool enqueue_or_refuse(RaftNode::Impl* impl, Queue RaftNode::Impl::*queue, Item&
 
 }  // namespace
 
-bool RaftNode::submit_command(Command command, CommandCallback done, int64_t wait_ms) {
-  Impl::InboxCommand item{std::move(command), std::move(done), wait_ms};
+bool RaftNode::submit_command(Command command, CommandCallback done, int64_t wait_ms, size_t held_bytes) {
+  Impl::InboxCommand item{std::move(command), std::move(done), wait_ms, held_bytes};
   return enqueue_or_refuse(impl_.get(), &Impl::inbox_commands, std::move(item), [&item](Status s) {
     CommandResult refused;
     refused.status = std::move(s);
