@@ -16,11 +16,15 @@
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <memory>
+#include <sstream>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include "bridge/cpp/zenoh_bridge.hpp"
 #include "cli/zenoh_config.hpp"
@@ -28,6 +32,23 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// CPU seconds (user + system) process `pid` has used (0 when unknown).
+double cpu_s(int pid) {
+  if (pid <= 0) return 0;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(text.substr(close + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 // Resident set of process `pid` in KiB (0 when unknown).
 long rss_kib(int pid) {
@@ -86,6 +107,8 @@ int main(int argc, char** argv) {
   int server_pid = 0;
   double park_timeout_s = 120;
   bool acknowledged = false;
+  unsigned wait_spread_ms = 0;
+  bool hold = false;
   app.add_option("--connect", connect)->capture_default_str();
   app.add_option("--prefix", prefix)->capture_default_str();
   app.add_option("--box-prefix", box_prefix, "mailboxes are <box-prefix><i>")->capture_default_str();
@@ -97,6 +120,13 @@ int main(int argc, char** argv) {
   app.add_option("--publish-sessions", publish_sessions, "publishing sessions, one thread each")
       ->capture_default_str();
   app.add_option("--acknowledged", acknowledged, "wake with acknowledged puts (queries) instead of publications")
+      ->capture_default_str();
+  app.add_option("--wait-spread", wait_spread_ms,
+                 "long-poll i waits wait + (i % this) ms: their ends spread as a steady stream of devices' would")
+      ->capture_default_str();
+  app.add_option("--hold", hold,
+                 "after the report, keep the sessions until every other long-poll has ended (its wait is over) "
+                 "and report that too, with the server's CPU time meanwhile")
       ->capture_default_str();
   app.add_option("--node", node, "the node id whose status tells how many are parked")->capture_default_str();
   app.add_option("--server-pid", server_pid, "mailboxd's pid: its RSS is reported")->capture_default_str();
@@ -136,12 +166,16 @@ int main(int argc, char** argv) {
   std::string first_error;
   mailbox::zenoh::GetOptions options;
   options.timeout_ms = (wait_s + 60) * 1000ULL;
-  const std::string wait_param = "?wait=" + std::to_string(wait_s) + "s";
+  if (wait_spread_ms > 0) options.timeout_ms += wait_spread_ms;
+  auto wait_param = [&](size_t i) {
+    if (wait_spread_ms == 0) return "?wait=" + std::to_string(wait_s) + "s";
+    return "?wait=" + std::to_string(wait_s * 1000ULL + i % wait_spread_ms) + "ms";
+  };
   const auto park_started = Clock::now();
   for (size_t i = 0; i < waiters; ++i) {
     auto got = std::make_shared<bool>(false);
     queriers[i % query_sessions]->get(
-        prefix + "/" + box_prefix + std::to_string(i) + wait_param, options,
+        prefix + "/" + box_prefix + std::to_string(i) + wait_param(i), options,
         [&, got](const mailbox::zenoh::Reply& r) {
           const auto now = Clock::now();
           std::lock_guard<std::mutex> lock(mutex);
@@ -258,6 +292,23 @@ int main(int argc, char** argv) {
       query_sessions, publish_sessions, acknowledged ? "true" : "false", publish_s, pct(0.5), pct(0.99),
       latency.empty() ? -1.0 : latency.back(), rss_before, rss_parked, rss_woken);
   std::fflush(stdout);
+  if (hold) {
+    // The others end when their wait is over (`empty`): the server's work
+    // meanwhile is ending them, found by deadline.
+    const auto hold_started = Clock::now();
+    const double cpu_before = cpu_s(server_pid);
+    size_t ended = 0;
+    {
+      std::unique_lock<std::mutex> lock(mutex);
+      cv.wait_for(lock, std::chrono::seconds(wait_s + wait_spread_ms / 1000 + 60),
+                  [&] { return finished >= waiters; });
+      ended = finished;
+    }
+    std::printf("{\"held_s\":%.3f,\"ended\":%zu,\"server_cpu_s_while_held\":%.2f,\"server_rss_kib_end\":%ld}\n",
+                seconds_between(hold_started, Clock::now()), ended, cpu_s(server_pid) - cpu_before,
+                rss_kib(server_pid));
+    std::fflush(stdout);
+  }
   // The long-polls not woken end with their wait (or the session's close).
   publishers.clear();
   queriers.clear();
