@@ -86,8 +86,10 @@ inline constexpr size_t kMaxWaitingForLeader = 10'000;
 inline constexpr int64_t kForwardTimeoutMs = 15'000;
 // A status or membership request forwarded to another node: its timeout.
 inline constexpr int64_t kAdminForwardTimeoutMs = 3'000;
-// Forwarded requests waiting for their answer on one node.
-inline constexpr size_t kMaxPendingForwards = 65'536;
+// Forwarded requests waiting for their answer on one node: requests being
+// worked on, plus long-polls (a long-poll handed to the leader waits here
+// for its whole wait, while it is parked there).
+inline constexpr size_t kMaxPendingForwards = 65'536 + kMaxParkedWaiters;
 // A request sent to a node that no longer leads goes on to the leader it
 // names (or, naming none, to the leader this node knows after a pause)
 // at most this many times.
