@@ -54,8 +54,9 @@ inline constexpr int64_t kDefaultMaxWaitMs = 5LL * 60 * 1000;
 inline constexpr size_t kMaxParkedWaiters = 100'000;
 // The memory bound of one parked long-poll on the node, beyond the bytes of
 // its query (key, parameters, attachment): our waiter, its reply callback
-// and exchange, and Zenoh's state of a pending query. Measured about 1.6 KiB
-// (docs/BENCHMARKS.md, "Many waiting clients"); each parked long-poll is
+// and exchange, and Zenoh's state of a pending query. Measured 1.7 KiB of
+// RSS each (1,752-1,776 bytes at 100,000 parked, queries of ~30 bytes;
+// docs/BENCHMARKS.md, "Many waiting clients"); each parked long-poll is
 // charged this plus its query's bytes against kMaxParkedWaiterBytes, so the
 // parked long-polls of a node hold at most that much, whatever their
 // attachments. A long-poll beyond either bound is answered `unavailable`.

@@ -1175,12 +1175,20 @@ bool RaftDriver::may_park(size_t held_bytes) {
   return false;
 }
 
+void RaftDriver::uncharge_waiter(size_t held_bytes) {
+  const uint64_t charge = waiter_charge(held_bytes);
+  MAILBOX_ASSERT(parked_waiter_bytes_ >= charge, "a parked waiter's charge was counted when it parked");
+  parked_waiter_bytes_ -= charge;
+}
+
 bool RaftDriver::park(PendingCommand&& command) {
   if (!may_park(command.held_bytes)) return false;
   parked_waiter_bytes_ += waiter_charge(command.held_bytes);
   const std::string mailbox = std::get<ConsumeCommand>(command.command).mailbox;  // before the move
   const int64_t deadline = command.wait_deadline_ms;
   command_waiters_.add(mailbox, deadline, std::move(command));
+  MAILBOX_ASSERT(waiter_count() <= limits::kMaxParkedWaiters && parked_waiter_bytes_ <= limits::kMaxParkedWaiterBytes,
+                 "parked waiters stay within their bounds");
   return true;
 }
 
@@ -1190,6 +1198,8 @@ bool RaftDriver::park(PendingRead&& read) {
   const std::string mailbox = read.read.mailbox;
   const int64_t deadline = read.wait_deadline_ms;
   read_waiters_.add(mailbox, deadline, std::move(read));
+  MAILBOX_ASSERT(waiter_count() <= limits::kMaxParkedWaiters && parked_waiter_bytes_ <= limits::kMaxParkedWaiterBytes,
+                 "parked waiters stay within their bounds");
   return true;
 }
 
@@ -1205,11 +1215,11 @@ void RaftDriver::wake_waiters() {
   }
   woken_.clear();
   for (auto& c : commands) {
-    parked_waiter_bytes_ -= waiter_charge(c.held_bytes);
+    uncharge_waiter(c.held_bytes);
     parked_commands_.push_back(std::move(c));
   }
   for (auto& r : reads) {
-    parked_waiter_bytes_ -= waiter_charge(r.read.held_bytes);
+    uncharge_waiter(r.read.held_bytes);
     parked_reads_.push_back(std::move(r));
   }
 }
@@ -1244,8 +1254,8 @@ void RaftDriver::expire_waiters() {
   std::vector<PendingRead> reads;
   command_waiters_.take_due(now, &commands);
   read_waiters_.take_due(now, &reads);
-  for (const auto& c : commands) parked_waiter_bytes_ -= waiter_charge(c.held_bytes);
-  for (const auto& r : reads) parked_waiter_bytes_ -= waiter_charge(r.read.held_bytes);
+  for (const auto& c : commands) uncharge_waiter(c.held_bytes);
+  for (const auto& r : reads) uncharge_waiter(r.read.held_bytes);
   MAILBOX_ASSERT(waiter_count() > 0 || parked_waiter_bytes_ == 0, "parked waiters' charges add up");
   const Status empty = Status::error(ErrorCode::kEmpty, "mailbox is empty");
   complete_waiters<CommandResult>(commands, empty);

@@ -386,6 +386,7 @@ class RaftDriver {
   static uint64_t waiter_charge(size_t held_bytes);
   // False (and nothing parked) when the waiters are at their bounds.
   bool may_park(size_t held_bytes);
+  void uncharge_waiter(size_t held_bytes);
   bool park(PendingCommand&& command);
   bool park(PendingRead&& read);
   void wake_waiters();
