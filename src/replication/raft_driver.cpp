@@ -84,7 +84,8 @@ Status unavailable(std::string message) { return Status::error(ErrorCode::kUnava
 // A long-poll that finds the waiters at their bounds (it took nothing).
 Status too_many_waiters() {
   return unavailable("too many long-polls are waiting on the leader (at most " +
-                     std::to_string(limits::kMaxParkedWaiters) + "); retry later");
+                     std::to_string(limits::kMaxParkedWaiters) + ", holding at most " +
+                     std::to_string(limits::kMaxParkedWaiterBytes >> 20) + " MiB); retry later");
 }
 
 }  // namespace
