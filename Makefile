@@ -113,6 +113,7 @@ sim-long: build
 # installs the peers, then writes bench-results/results.json and chart.png.
 # BENCH_DURATION_S / BENCH_WARMUP_S set the durations; BENCH_ARGS="--quick"
 # or "--only mailbox" pass options to bench/suite.py.
+# BENCH_REPEAT=3: three interleaved rounds, medians and spread (bench/suite.py).
 bench: build
 	@./bench/peers/install.sh
 	BUILD_DIR=$(BUILD_DIR) $(PYTHON) bench/suite.py $(BENCH_ARGS)

@@ -27,6 +27,14 @@ the work dir, and the Zenoh query round trip through our bridge
 Durations: BENCH_DURATION_S (15) measured after BENCH_WARMUP_S (3), or
 --duration/--warmup; --quick is 3 s after 1 s. --only mailbox,nats-always
 runs some systems; --topology single runs one topology.
+
+Repeats: --repeat N (BENCH_REPEAT, 1) runs N rounds; each round runs every
+topology and, within it, every system in an order rotated by one each
+round, so the systems are interleaved and no system always runs first on
+a warm or cold machine. results.md then opens with the medians over the
+rounds, each with its min-max spread, and the ratio of mailbox to the best
+peer of equal durability (nats-always, rabbitmq-quorum: an acknowledgement
+means fsynced), computed round by round: its median and spread.
 """
 from __future__ import annotations
 
@@ -686,12 +694,104 @@ def fmt(v, digits=0):
     return f"{v:,.{digits}f}"
 
 
+# Peers whose acknowledgement means the message is fsynced, as ours does.
+EQUAL_DURABILITY_PEERS = ("nats-always", "rabbitmq-quorum")
+THROUGHPUT_FIELDS = ("puts_per_second", "consumed_per_second")
+LATENCY_FIELDS = (("put_latency", "p50_ms"), ("put_latency", "p99_ms"), ("consume_latency", "p50_ms"),
+                  ("consume_latency", "p99_ms"), ("put_latency", "mean_ms"), ("consume_latency", "mean_ms"))
+
+
+def spread(values: list) -> dict | None:
+    """Median, min and max of the values that are not None."""
+    got = [v for v in values if v is not None]
+    if not got:
+        return None
+    return {"median": statistics.median(got), "min": min(got), "max": max(got), "n": len(got)}
+
+
+def medians(results: dict) -> list[dict]:
+    """One row per (system, topology, scenario): the median of each number
+    over the rounds, in the order first seen; `spread` keeps min and max."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results["runs"]:
+        if not r.get("error"):
+            groups.setdefault((r["system"], r["topology"], r["scenario"]), []).append(r)
+    out = []
+    for rows in groups.values():
+        m = json.loads(json.dumps(rows[0]))
+        m["rounds"] = len(rows)
+        m["spread"] = {}
+        for f in THROUGHPUT_FIELDS:
+            s = spread([r[f] for r in rows])
+            m[f] = None if s is None else s["median"]
+            m["spread"][f] = s
+        for group, f in LATENCY_FIELDS:
+            s = spread([r[group][f] for r in rows])
+            m[group][f] = None if s is None else round(s["median"], 3)
+            m["spread"][f"{group}.{f}"] = s
+        out.append(m)
+    return out
+
+
+def ratios(results: dict) -> list[dict]:
+    """Per topology and closed-loop scenario: mailbox over the best equal-
+    durability peer, for puts and for consumes, round by round."""
+    by_round: dict[tuple, dict] = {}
+    for r in results["runs"]:
+        if r.get("error") or "half peak" in r["scenario"]:
+            continue
+        key = (r["topology"], r["scenario"], r.get("round", 0))
+        by_round.setdefault(key, {})[r["system"]] = r
+    per_scenario: dict[tuple, dict] = {}
+    for (topology, scenario, _), systems in by_round.items():
+        ours = systems.get("mailbox")
+        peers = [systems[s] for s in EQUAL_DURABILITY_PEERS if s in systems]
+        if ours is None or not peers:
+            continue
+        entry = per_scenario.setdefault((topology, scenario), {f: [] for f in THROUGHPUT_FIELDS})
+        for f in THROUGHPUT_FIELDS:
+            best = max((p[f] for p in peers if p[f]), default=None)
+            if ours[f] is not None and best:
+                entry[f].append(ours[f] / best)
+    return [{"topology": t, "scenario": s, **{f: spread(v[f]) for f in THROUGHPUT_FIELDS}}
+            for (t, s), v in per_scenario.items()]
+
+
+def summary_table(results: dict) -> str:
+    """The medians over the rounds with their spread, and the ratios."""
+    def cell(s, digits=0):
+        if s is None:
+            return "n/a"
+        if s["n"] == 1:
+            return fmt(s["median"], digits)
+        return f"{fmt(s['median'], digits)} ({fmt(s['min'], digits)}-{fmt(s['max'], digits)})"
+    lines = [f"Medians over {results['settings'].get('repeat', 1)} interleaved round(s), min-max in brackets.",
+             "",
+             "| system | scenario | puts/s | put p99 (ms) | consumed/s | consume p99 (ms) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for m in medians(results):
+        sp = m["spread"]
+        lines.append(f"| {m['label']} | {m['scenario']} | {cell(sp['puts_per_second'])} | "
+                     f"{cell(sp['put_latency.p99_ms'], 2)} | {cell(sp['consumed_per_second'])} | "
+                     f"{cell(sp['consume_latency.p99_ms'], 2)} |")
+    rs = ratios(results)
+    if rs:
+        lines += ["", "mailbox / the best equal-durability peer (" + ", ".join(EQUAL_DURABILITY_PEERS) +
+                  "), round by round:", "",
+                  "| scenario | puts ratio | consumes ratio |", "| --- | --- | --- |"]
+        for r in rs:
+            lines.append(f"| {r['scenario']} | {cell(r['puts_per_second'], 2)} | "
+                         f"{cell(r['consumed_per_second'], 2)} |")
+    return "\n".join(lines) + "\n"
+
+
 def table(results: dict) -> str:
-    lines = ["| system | server | scenario | puts/s | put p50 / p99 (ms) | consumed/s | consume p50 / p99 (ms) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| round | system | server | scenario | puts/s | put p50 / p99 (ms) | consumed/s | consume p50 / p99 (ms) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results["runs"]:
         if r.get("error"):
-            lines.append(f"| {r['system']} | | {r['scenario']} | error: {r['error'][:80]} | | | |")
+            lines.append(f"| {r.get('round', 0) + 1} | {r['system']} | | {r['scenario']} | "
+                         f"error: {r['error'][:80]} | | | |")
             continue
         pl, cl = r["put_latency"], r["consume_latency"]
 
@@ -699,7 +799,8 @@ def table(results: dict) -> str:
             if lt["p50_ms"] is None and lt["p99_ms"] is None:
                 return f"mean {fmt(lt['mean_ms'], 2)}" if lt["mean_ms"] is not None else "n/a"
             return f"{fmt(lt['p50_ms'], 2)} / {fmt(lt['p99_ms'], 2)}"
-        lines.append(f"| {r['label']} | {r['server_version']} | {r['scenario']} | {fmt(r['puts_per_second'])} | "
+        lines.append(f"| {r.get('round', 0) + 1} | {r['label']} | {r['server_version']} | {r['scenario']} | "
+                     f"{fmt(r['puts_per_second'])} | "
                      f"{pair(pl)} | {fmt(r['consumed_per_second'])} | {pair(cl)} |")
     return "\n".join(lines) + "\n"
 
@@ -707,6 +808,16 @@ def table(results: dict) -> str:
 # ---------------------------------------------------------------- main
 
 BINARIES = ("mailboxd", "mailbox", "zenoh-rtt")
+
+
+def schedule(systems: list[str], topologies: list[str], repeat: int):
+    """(round, topology, system) in run order: each round every topology,
+    within it every system, starting one system later each round."""
+    for k in range(repeat):
+        order = systems[k % len(systems):] + systems[:k % len(systems)]
+        for topology in topologies:
+            for system in order:
+                yield k, topology, system
 
 
 def snapshot_binaries(build: Path, dest: Path) -> Path:
@@ -737,7 +848,11 @@ def main() -> int:
     ap.add_argument("--out-dir", type=Path, default=ROOT / "bench-results")
     ap.add_argument("--build-dir", type=Path, default=ROOT / os.environ.get("BUILD_DIR", "build"))
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
+    ap.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", "1")),
+                    help="rounds, systems interleaved (BENCH_REPEAT, 1)")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat is at least 1")
 
     if args.duration is None:
         args.duration = 3.0 if args.quick else float(os.environ.get("BENCH_DURATION_S", "15"))
@@ -778,7 +893,7 @@ def main() -> int:
         },
         "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "quick": args.quick,
                      "message_bytes": MESSAGE_BYTES, "scenarios": [f"{p}+{c}" for p, c in SCENARIOS],
-                     "topologies": topologies, "systems": systems,
+                     "topologies": topologies, "systems": systems, "repeat": args.repeat,
                      "in_flight": "closed loop: one operation in flight per client; clients connect to node 1"},
         "versions": {
             "mailbox": run(["git", "rev-parse", "HEAD"], timeout=10, check=False, cwd=ROOT).stdout.strip(),
@@ -799,37 +914,38 @@ def main() -> int:
             results["physical"]["zenoh_rtt"] = zenoh_rtt(args.build_dir, 500 if args.quick else 2000)
         except (Failure, OSError, ValueError, subprocess.TimeoutExpired) as exc:
             results["physical"]["zenoh_rtt"] = {"error": str(exc)}
-        for system in systems:
-            for topology in topologies:
-                sub = work / f"{system}-{topology}"
-                sub.mkdir(parents=True, exist_ok=True)
-                log(f"{system}, {topology}: starting")
-                rows: list[dict] = []
-                try:
-                    if system == "mailbox":
-                        mailbox_system(args, topology, sub, rows)
-                    elif system.startswith("nats"):
-                        nats_system(args, system, topology, sub, rows)
-                    else:
-                        rabbit_system(args, topology, sub, rows)
-                except (Failure, subprocess.TimeoutExpired, OSError, ValueError, KeyError) as exc:
-                    log(f"{system}, {topology}: FAILED: {exc} (logs in {sub})")
-                    done = {(r["producers"], r["consumers"]) for r in rows}
-                    rows += [row(system, system, topology, p, c, server_version="", error=str(exc))
-                             for p, c in SCENARIOS if (p, c) not in done]
-                results["runs"].extend(rows)
-                for r in rows:
-                    if not r.get("error"):
-                        log(f"  {r['scenario']}: {fmt(r['puts_per_second'])} puts/s, "
-                            f"{fmt(r['consumed_per_second'])} consumed/s")
+        for round_index, topology, system in schedule(systems, topologies, args.repeat):
+            sub = work / f"{system}-{topology}-{round_index}"
+            sub.mkdir(parents=True, exist_ok=True)
+            log(f"round {round_index + 1}/{args.repeat}: {system}, {topology}: starting")
+            rows: list[dict] = []
+            try:
+                if system == "mailbox":
+                    mailbox_system(args, topology, sub, rows)
+                elif system.startswith("nats"):
+                    nats_system(args, system, topology, sub, rows)
+                else:
+                    rabbit_system(args, topology, sub, rows)
+            except (Failure, subprocess.TimeoutExpired, OSError, ValueError, KeyError) as exc:
+                log(f"{system}, {topology}: FAILED: {exc} (logs in {sub})")
+                done = {(r["producers"], r["consumers"]) for r in rows}
+                rows += [row(system, system, topology, p, c, server_version="", error=str(exc))
+                         for p, c in SCENARIOS if (p, c) not in done]
+            for r in rows:
+                r["round"] = round_index
+            results["runs"].extend(rows)
+            for r in rows:
+                if not r.get("error"):
+                    log(f"  {r['scenario']}: {fmt(r['puts_per_second'])} puts/s, "
+                        f"{fmt(r['consumed_per_second'])} consumed/s")
     finally:
         PROCS.stop_all()
         results["elapsed_s"] = round(time.monotonic() - started, 1)
         (args.out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        md = table(results)
+        md = summary_table(results) + "\nEvery run:\n\n" + table(results)
         (args.out_dir / "results.md").write_text(md)
         try:
-            chart(results, args.out_dir / "chart.png")
+            chart({**results, "runs": medians(results)}, args.out_dir / "chart.png")
         except Exception as exc:  # noqa: BLE001 - the JSON is the result; the chart is a view of it
             log(f"chart failed: {exc}")
         if not args.keep and args.work_dir is None:

@@ -108,6 +108,13 @@ bool Session::start(std::string* error) {
   return false;
 }
 
+std::optional<Session::SessionCounts> Session::session_counts() const {
+  assert_may_block_on_zenoh("Session::session_counts");
+  MbzSessionCounts counts{};
+  if (mbz_session_counts(handle_, &counts) != MBZ_OK) return std::nullopt;
+  return SessionCounts{counts.clients, counts.peers, counts.routers};
+}
+
 Session::~Session() { mbz_session_close(handle_); }
 
 std::unique_ptr<Queryable> Session::declare_queryable(const std::string& key_expr, bool complete,

@@ -123,6 +123,14 @@ class Session {
   // Starts a session from `open_deferred`: listens and connects. False (and
   // `*error`) when it fails or the session was already started.
   bool start(std::string* error);
+  // The Zenoh sessions this one holds, by the other end's kind (a router:
+  // its clients, and the peers and routers connected to it). Any thread.
+  struct SessionCounts {
+    uint64_t clients = 0;
+    uint64_t peers = 0;
+    uint64_t routers = 0;
+  };
+  std::optional<SessionCounts> session_counts() const;
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;

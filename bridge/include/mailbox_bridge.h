@@ -124,6 +124,17 @@ typedef struct MbzConfigEntry {
 } MbzConfigEntry;
 
 /**
+ * The Zenoh sessions (unicast transports) a session holds, by what the
+ * other end is. For a node's embedded router: its clients, and the peers and
+ * routers (other nodes) it is connected to.
+ */
+typedef struct MbzSessionCounts {
+  uint64_t clients;
+  uint64_t peers;
+  uint64_t routers;
+} MbzSessionCounts;
+
+/**
  * Called for each incoming query; the callee owns `query` and must pass it
  * to `mbz_query_drop` exactly once.
  */
@@ -241,6 +252,11 @@ int32_t mbz_session_start(const struct MbzSession *session, char *error, size_t 
  * undeclared first. Null is ignored.
  */
 int32_t mbz_session_close(struct MbzSession *session);
+
+/**
+ * Counts the session's open transports into `out`.
+ */
+int32_t mbz_session_counts(const struct MbzSession *session, struct MbzSessionCounts *out);
 
 /**
  * Declares a queryable on `key_expr`. `callback(context, query)` runs on a

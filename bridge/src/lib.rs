@@ -44,6 +44,7 @@ use zenoh::pubsub::Subscriber;
 use zenoh::query::{ConsolidationMode, Query, QueryTarget, Queryable, Reply};
 use zenoh::sample::Sample;
 use zenoh::internal::runtime::{Runtime, RuntimeBuilder, ZRuntime};
+use zenoh::config::WhatAmI;
 use zenoh::{Config, Session, Wait};
 
 /// Success.
@@ -409,6 +410,35 @@ pub unsafe extern "C" fn mbz_session_close(session: *mut MbzSession) -> i32 {
             (Ok(()), Ok(())) => MBZ_OK,
             _ => MBZ_ERR_ZENOH,
         }
+    })
+}
+
+/// The Zenoh sessions (unicast transports) a session holds, by what the
+/// other end is. For a node's embedded router: its clients, and the peers and
+/// routers (other nodes) it is connected to.
+#[repr(C)]
+pub struct MbzSessionCounts {
+    pub clients: u64,
+    pub peers: u64,
+    pub routers: u64,
+}
+
+/// Counts the session's open transports into `out`.
+#[no_mangle]
+pub unsafe extern "C" fn mbz_session_counts(session: *const MbzSession, out: *mut MbzSessionCounts) -> i32 {
+    run_guarded(|| {
+        let Some(s) = session.as_ref() else { return MBZ_ERR_INVALID };
+        let Some(out) = out.as_mut() else { return MBZ_ERR_INVALID };
+        let mut counts = MbzSessionCounts { clients: 0, peers: 0, routers: 0 };
+        for transport in s.session.info().transports().wait() {
+            match transport.whatami() {
+                WhatAmI::Client => counts.clients += 1,
+                WhatAmI::Peer => counts.peers += 1,
+                WhatAmI::Router => counts.routers += 1,
+            }
+        }
+        *out = counts;
+        MBZ_OK
     })
 }
 

@@ -799,7 +799,9 @@ int main(int argc, char** argv) {
     }
     std::vector<nlohmann::json> rows;
     int exit_code = kExitOk;
-    if (!list_mailboxes(*client, prefix, list_pattern, list_page, list_limit, timeout_ms, &rows, &exit_code)) {
+    // Pages come in name order: the deepest or oldest 20 need every page.
+    const size_t fetch_limit = list_sort == "name" ? list_limit : 0;
+    if (!list_mailboxes(*client, prefix, list_pattern, list_page, fetch_limit, timeout_ms, &rows, &exit_code)) {
       return exit_code;
     }
     if (list_sort == "depth") {

@@ -126,7 +126,6 @@ int main(int argc, char** argv) {
   std::string zenoh_config_file;
   bool insecure = false;
   std::string token_keys_dir;
-  std::string node_name;
   std::string metrics_listen;
   app.add_option("--listen", listen, "Zenoh endpoints the embedded router listens on")->capture_default_str();
   app.add_option("--connect", connect, "Zenoh endpoints of other routers to connect to");
@@ -182,7 +181,6 @@ int main(int argc, char** argv) {
   app.add_option("--secure-dir", secure_dir,
                  "secure mode: TLS only, authenticated sessions, access control and tokens, from DIR "
                  "(secure.toml, ca.pem, node.pem, node.key, token-keys/; docs/SECURITY.md)");
-  app.add_option("--node-name", node_name, "this node's subject in secure mode (default node-<id>)");
   app.add_option("--zenoh-config", zenoh_config_file,
                  "a Zenoh JSON5 configuration file; this program's own settings are laid over it");
   app.add_flag("--insecure", insecure,
@@ -259,10 +257,17 @@ int main(int argc, char** argv) {
 
   // Open or secure mode.
   const bool secure = !secure_dir.empty();
-  if (node_name.empty()) node_name = "node-" + std::to_string(node_id);
+  // A node's subject: its certificate's common name, its Zenoh user in
+  // password mode, and the identity the Raft transport pins it to.
+  const std::string node_name = node_subject(node_id);
   SecureSettings secure_settings;
+  std::shared_ptr<const TlsContext> transport_tls;
   if (secure) {
     Status s = load_secure_dir(secure_dir, node_name, &secure_settings);
+    if (s.is_ok()) {
+      s = TlsContext::create(secure_settings.router.ca_file, secure_settings.router.certificate_file,
+                             secure_settings.router.private_key_file, &transport_tls);
+    }
     if (!s.is_ok()) {
       std::fprintf(stderr, "mailboxd: %s\n", s.message.c_str());
       return kExitUsage;
@@ -384,6 +389,7 @@ int main(int argc, char** argv) {
   raft_options.snapshot_trailing_bytes = snapshot_trailing_bytes;
   raft_options.snapshot_max_log_bytes = snapshot_max_log_bytes;
   raft_options.cluster_name = cluster_name;
+  raft_options.transport_tls = transport_tls;
   raft_options.log_segment_bytes = log_segment_bytes;
   raft_options.max_inflight_entries = max_inflight_entries;
   if (cluster_name.empty() || cluster_name.size() > 64 || cluster_name.find_first_of(" \t\n") != std::string::npos) {

@@ -173,17 +173,22 @@ class StateMachine {
   size_t mailbox_count() const { return mailboxes_.size(); }
   size_t dedup_count() const { return dedup_.size(); }
   // Operators' views (mailboxd's status page and metrics): calls
-  // visit(name, stored messages, bytes, leased at now_ms) for every
-  // mailbox; expired messages not yet swept are counted. O(mailboxes), and
-  // O(messages) with count_leased (else leased is 0).
+  // visit(name, stored messages, bytes, leased, delayed at now_ms) for
+  // every mailbox; expired messages not yet swept are counted.
+  // O(mailboxes), and O(messages) with count_hidden (else leased and
+  // delayed are 0).
   template <typename Visit>
-  void for_each_mailbox(int64_t now_ms, bool count_leased, Visit&& visit) const {
+  void for_each_mailbox(int64_t now_ms, bool count_hidden, Visit&& visit) const {
     for (const auto& [name, box] : mailboxes_) {
       uint64_t leased = 0;
-      if (count_leased) {
-        for (const auto& m : box.messages) leased += m.lease_expires_at_ms > now_ms ? 1 : 0;
+      uint64_t delayed = 0;
+      if (count_hidden) {
+        for (const auto& m : box.messages) {
+          leased += holds_lease(m, now_ms) ? 1 : 0;
+          delayed += is_delayed(m, now_ms) ? 1 : 0;
+        }
       }
-      visit(std::string_view(name), box.messages.size(), box.bytes, leased);
+      visit(std::string_view(name), box.messages.size(), box.bytes, leased, delayed);
     }
   }
 

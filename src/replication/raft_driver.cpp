@@ -1549,6 +1549,10 @@ void RaftDriver::start_membership(MembershipRequest request, StatusCallback done
       return;
     }
     case MembershipRequest::Op::kTransfer: {
+      if (request.id == options_.node_id && raft_state(&raft_) == RAFT_LEADER) {
+        finish_membership(Status::ok());  // it leads already: nothing to move
+        return;
+      }
       raft_event event{};
       event.type = RAFT_TRANSFER;
       event.transfer.server_id = request.id;

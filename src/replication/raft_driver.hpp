@@ -229,11 +229,11 @@ struct MailboxOverview {
   uint64_t mailboxes = 0;
   uint64_t messages = 0;
   uint64_t bytes = 0;
-  uint64_t leased = 0;
-  bool leased_known = false;
+  uint64_t leased = 0;   // delivered, lease not ended
+  uint64_t delayed = 0;  // put with a delay, not due yet
+  bool leased_known = false;  // leased and delayed were counted (a walk of every message)
   uint64_t dead_letter_messages = 0;
   uint64_t walk_us = 0;  // how long the walk held the loop (set by RaftNode)
-  // The queue features (issue #15) add delayed messages here.
 };
 
 class RaftDriver {

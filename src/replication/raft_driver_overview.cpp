@@ -28,12 +28,13 @@ MailboxOverview RaftDriver::mailbox_overview() const {
   };
   std::vector<Candidate> deepest, dead;
   state_->for_each_mailbox(now, o.leased_known, [&](std::string_view name, uint64_t messages, uint64_t bytes,
-                                                   uint64_t leased) {
+                                                   uint64_t leased, uint64_t delayed) {
     if (messages == 0) return;
     o.mailboxes += 1;
     o.messages += messages;
     o.bytes += bytes;
     o.leased += leased;
+    o.delayed += delayed;
     const std::string_view suffix(limits::kDeadLetterSuffix, limits::kDeadLetterSuffixBytes);
     if (name.size() > suffix.size() && name.substr(name.size() - suffix.size()) == suffix) {
       o.dead_letter_messages += messages;

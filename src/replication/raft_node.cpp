@@ -390,7 +390,7 @@ Status RaftNode::Impl::open() {
   helper.post([this] { log->prepare(); });
 
   transport = std::make_unique<Transport>(&loop, TransportOptions{options.node_id, options.cluster_name,
-                                                                  options.raft_address},
+                                                                  options.raft_address, options.transport_tls},
                                           *this);
   s = transport->listen();
   if (!s.is_ok()) return s;

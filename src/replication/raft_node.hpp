@@ -49,6 +49,7 @@
 #include "core/state_machine.hpp"
 #include "replication/raft_driver.hpp"
 #include "replication/requests.hpp"
+#include "replication/tls_stream.hpp"
 
 namespace mailbox {
 
@@ -59,6 +60,9 @@ struct RaftNodeOptions {
   // The cluster's name: a data directory or a peer of another cluster is
   // refused.
   std::string cluster_name = "mailbox";
+  // Secure mode: mutual TLS between nodes, each pinned to the certificate
+  // naming its id (tls_stream.hpp); null for plain TCP.
+  std::shared_ptr<const TlsContext> transport_tls;
   // The voters a brand-new cluster bootstraps with (this node included).
   // Empty: never bootstrap (a node that waits to be added).
   std::vector<RaftPeer> initial_voters;

@@ -126,6 +126,10 @@ struct Transport::Connection {
   uint64_t transfer_received = 0;
   bool transfer_live = false;
   raft_message transfer_metadata{};
+  // Secure mode: the TLS state, and frames written before its handshake
+  // completed (counted in queued_bytes, encrypted once it has).
+  std::unique_ptr<TlsStream> tls;
+  std::deque<std::string> before_handshake;
 
   struct Write {
     uv_write_t request{};
@@ -133,11 +137,20 @@ struct Transport::Connection {
     std::string bytes;
   };
 
-  // The byte stream under the framing: plain TCP. TLS goes here (issue #13):
-  // encrypt in write_wire, decrypt in on_wire_bytes, and check the peer's
-  // certificate names the node id its HELLO claims.
+  // The byte stream under the framing: plain TCP, or mutual TLS over it
+  // (secure mode). write_wire takes frames, on_wire_bytes what the socket
+  // read; write_socket and on_plain_bytes are the two sides below and
+  // above TLS.
   void write_wire(std::string bytes);
   void on_wire_bytes(const char* data, size_t length);
+  void write_socket(std::string bytes);
+  void flush_tls();
+  void on_plain_bytes(const char* data, size_t length);
+  // The TLS handshake completed: an outgoing connection checks the
+  // certificate names the node it called, then sends what waited.
+  void on_tls_established();
+  void refuse(const std::string& why);
+  std::string describe() const;
 
   void send_frame(FrameKind kind, std::string_view body) {
     std::string bytes;
@@ -149,6 +162,9 @@ struct Transport::Connection {
   }
   void on_frame(const ParsedFrame& frame);
   void close(const char* why);
+  // Open for requests: not closing and, in secure mode, past the handshake
+  // (a request is never queued on a link that may yet be refused).
+  bool ready() const { return !closing && (tls == nullptr || tls->established()); }
 };
 
 struct Transport::Peer {
@@ -180,6 +196,64 @@ struct Transport::Peer {
 };
 
 void Transport::Connection::write_wire(std::string bytes) {
+  if (tls == nullptr) {
+    write_socket(std::move(bytes));
+    return;
+  }
+  if (!tls->established()) {
+    queued_bytes += bytes.size();
+    before_handshake.push_back(std::move(bytes));
+    return;
+  }
+  if (Status s = tls->send(bytes); !s.is_ok()) {
+    log_warn("raft transport: %s: %s; closing the connection", describe().c_str(), s.message.c_str());
+    close("TLS write failed");
+    return;
+  }
+  flush_tls();
+}
+
+void Transport::Connection::flush_tls() {
+  std::string out = tls->take_output();
+  if (!out.empty()) write_socket(std::move(out));
+}
+
+std::string Transport::Connection::describe() const {
+  if (outbound || hello_seen) return "node " + std::to_string(remote_id) + " (" + remote_address + ")";
+  sockaddr_storage address{};
+  int length = sizeof address;
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (uv_tcp_getpeername(&handle, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    if (address.ss_family == AF_INET) {
+      uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&address), host, sizeof host);
+    } else if (address.ss_family == AF_INET6) {
+      uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&address), host, sizeof host);
+    }
+  }
+  return std::string("a connection from ") + host;
+}
+
+void Transport::Connection::refuse(const std::string& why) {
+  log_warn("raft transport: refused %s: %s", describe().c_str(), why.c_str());
+  transport->counters_.connections_refused += 1;
+  close("refused");
+}
+
+void Transport::Connection::on_tls_established() {
+  if (outbound && tls->peer_common_name() != node_subject(remote_id)) {
+    refuse("its certificate names '" + tls->peer_common_name() + "', not " + node_subject(remote_id));
+    return;
+  }
+  if (peer != nullptr) peer->backoff_ms = kReconnectInitialMs;
+  while (!before_handshake.empty() && !closing) {
+    std::string bytes = std::move(before_handshake.front());
+    before_handshake.pop_front();
+    queued_bytes -= bytes.size();
+    write_wire(std::move(bytes));
+  }
+}
+
+void Transport::Connection::write_socket(std::string bytes) {
   auto* w = new Write();
   w->connection = this;
   w->bytes = std::move(bytes);
@@ -204,6 +278,31 @@ void Transport::Connection::write_wire(std::string bytes) {
 }
 
 void Transport::Connection::on_wire_bytes(const char* data, size_t length) {
+  if (tls == nullptr) {
+    on_plain_bytes(data, length);
+    return;
+  }
+  const bool was_established = tls->established();
+  std::string plain;
+  Status s = tls->receive(data, length, &plain);
+  flush_tls();  // handshake messages, alerts
+  if (!s.is_ok()) {
+    if (!was_established) {
+      refuse(s.message);
+    } else {
+      log_warn("raft transport: %s: %s; closing the connection", describe().c_str(), s.message.c_str());
+      close("TLS failed");
+    }
+    return;
+  }
+  if (!was_established && tls->established()) {
+    on_tls_established();
+    if (closing) return;
+  }
+  if (!plain.empty()) on_plain_bytes(plain.data(), plain.size());
+}
+
+void Transport::Connection::on_plain_bytes(const char* data, size_t length) {
   incoming.append(data, length);
   while (!closing) {
     size_t consumed = 0;
@@ -260,6 +359,11 @@ void Transport::Connection::on_frame(const ParsedFrame& frame) {
                static_cast<unsigned long long>(t.options_.node_id), t.options_.cluster.c_str());
       t.counters_.connections_refused += 1;
       close("foreign hello");
+      return;
+    }
+    if (tls != nullptr && tls->peer_common_name() != node_subject(remote_id)) {
+      refuse("it says it is node " + std::to_string(remote_id) + " but its certificate names '" +
+             tls->peer_common_name() + "'");
       return;
     }
     hello_seen = true;
@@ -440,6 +544,7 @@ void Transport::on_connection(uv_stream_t* server, int status) {
     return;
   }
   uv_tcp_nodelay(&c->handle, 1);
+  if (options_.tls != nullptr) c->tls = std::make_unique<TlsStream>(options_.tls, TlsStream::Role::kServer);
   Connection* raw = c.get();
   raw->serial = next_serial_++;
   accepted_[raw->serial] = raw;
@@ -492,7 +597,7 @@ void Transport::send(uint64_t to, const std::string& address, std::string body) 
 bool Transport::forward(uint64_t to, const std::string& address, uint64_t id, std::string_view request) {
   if (closing_ || request.size() + 8 > kMaxFrameBodyBytes) return false;
   Peer& p = peer(to, address);
-  if (p.connection == nullptr || p.connection->closing) {
+  if (p.connection == nullptr || !p.connection->ready()) {
     p.wanted = true;
     if (!p.connecting && (!p.timer_initialized || !uv_is_active(reinterpret_cast<uv_handle_t*>(&p.reconnect)))) {
       connect(p);
@@ -576,9 +681,19 @@ void Transport::connect(Peer& p) {
           conn->peer = peer;
           peer->connection = conn;
           peer->wanted = false;
-          peer->backoff_ms = kReconnectInitialMs;
+          // A TLS link resets the backoff only once its peer is verified.
+          if (tr->options_.tls == nullptr) peer->backoff_ms = kReconnectInitialMs;
           uv_tcp_nodelay(&conn->handle, 1);
           start_reading(&conn->handle);
+          if (tr->options_.tls != nullptr) {
+            // The HELLO and what waited go out once the handshake completes.
+            conn->tls = std::make_unique<TlsStream>(tr->options_.tls, TlsStream::Role::kClient);
+            if (Status s = conn->tls->start(); !s.is_ok()) {
+              conn->refuse(s.message);
+              return;
+            }
+            conn->flush_tls();
+          }
           conn->send_frame(FrameKind::kHello, hello_body(tr->options_.node_id, tr->options_.cluster,
                                                            tr->options_.listen_address));
           while (!peer->waiting.empty()) {

@@ -22,10 +22,15 @@
 // is logged and closes the connection: it never reaches libraft. A HELLO
 // from another cluster, or a message before HELLO, closes it too.
 //
-// Security (issue #13): TLS with a pinned peer identity goes in one place,
-// Connection's byte stream (`write_wire` and `on_wire_bytes` in
-// transport.cpp): the framing above runs unchanged over it, and the HELLO's
-// node id is then checked against the peer's certificate.
+// Security (issue #13): with `TransportOptions::tls` set (secure mode) every
+// connection is mutual TLS 1.3 (tls_stream.hpp) under the framing above,
+// which runs unchanged over it (Connection's byte stream: `write_wire` and
+// `on_wire_bytes` in transport.cpp). The peer is pinned by its certificate:
+// an outgoing connection to node N needs a certificate naming `node-N`, and
+// an accepted one whose HELLO claims id N needs the same; anything else
+// (plain TCP, a certificate from another CA, a client's certificate, a node
+// posing as another) is logged, counted in `connections_refused`, and closed
+// before any frame reaches the handler.
 //
 // Forwarding is at most once: a FORWARD is written once, on a live
 // connection, or refused (`forward` returns false: nothing was sent); if
@@ -57,6 +62,7 @@
 
 #include "core/errors.hpp"
 #include "replication/raft_codec.hpp"
+#include "replication/tls_stream.hpp"
 
 namespace mailbox {
 
@@ -120,6 +126,9 @@ struct TransportOptions {
   uint64_t node_id = 0;
   std::string cluster;
   std::string listen_address;  // host:port
+  // Secure mode: mutual TLS with this context on every connection; null
+  // for plain TCP (open mode, loopback only).
+  std::shared_ptr<const TlsContext> tls;
 };
 
 struct TransportCounters {
@@ -128,7 +137,7 @@ struct TransportCounters {
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
   uint64_t messages_dropped = 0;      // a full queue, or no connection
-  uint64_t connections_refused = 0;   // bad HELLO, bad frame
+  uint64_t connections_refused = 0;   // bad HELLO, bad frame, failed TLS or a certificate naming another node
   uint64_t snapshots_sent = 0;
   uint64_t forwards_sent = 0;
   uint64_t forwards_received = 0;

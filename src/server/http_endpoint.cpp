@@ -164,7 +164,8 @@ function update(s) {
   h.className = h.textContent === "healthy" ? "ok" : "bad";
   const mb = s.mailboxes;
   text("totals", mb.count + " mailboxes, " + mb.messages + " messages, " + mb.bytes + " bytes, " +
-       (mb.leased === null ? "?" : mb.leased) + " leased, " + mb.dead_letter_messages + " dead letters");
+       (mb.leased === null ? "?" : mb.leased) + " leased, " +
+       (mb.delayed === null ? "?" : mb.delayed) + " delayed, " + mb.dead_letter_messages + " dead letters");
   fillBoxes("deepest", mb.deepest); fillBoxes("dead", mb.dead_letters);
   const now = Date.now(), count = total(s.requests);
   const put = s.latency.find(l => l.op === "put");

@@ -206,9 +206,13 @@ std::string prometheus_text(const MetricsInput& in) {
            "reason=\"" + std::string(drop_reason_name(static_cast<DropReason>(i))) + "\"",
            static_cast<double>(in.publications_dropped[i]));
   }
-  if (in.zenoh_sessions >= 0) {
-    gauge(out, "mailbox_zenoh_sessions", "Zenoh sessions open to this node's router.",
-          static_cast<double>(in.zenoh_sessions));
+  if (in.zenoh_sessions) {
+    header(out, "mailbox_zenoh_sessions", "gauge",
+           "Zenoh sessions open to this node's router, by the other end's kind (client; peer or router: "
+           "other nodes).");
+    sample(out, "mailbox_zenoh_sessions", "kind=\"client\"", static_cast<double>(in.zenoh_sessions->clients));
+    sample(out, "mailbox_zenoh_sessions", "kind=\"peer\"", static_cast<double>(in.zenoh_sessions->peers));
+    sample(out, "mailbox_zenoh_sessions", "kind=\"router\"", static_cast<double>(in.zenoh_sessions->routers));
   }
 
   // Raft.
@@ -253,6 +257,10 @@ std::string prometheus_text(const MetricsInput& in) {
           static_cast<double>(r.transport_bytes_received));
   counter(out, "mailbox_transport_dropped_messages_total", "Raft messages dropped (peer unreachable or slow).",
           static_cast<double>(r.transport_messages_dropped));
+  counter(out, "mailbox_transport_refused_connections_total",
+          "Raft transport connections refused: not TLS, a certificate not naming the node it claims, a foreign "
+          "cluster or a bad frame.",
+          static_cast<double>(r.transport_connections_refused));
   gauge(out, "mailbox_forwards_pending", "Requests handed to another node, waiting for its answer.",
         static_cast<double>(r.forwards_pending));
   counter(out, "mailbox_forwards_lost_total", "Requests handed to another node whose answer was lost.",
@@ -278,13 +286,13 @@ std::string prometheus_text(const MetricsInput& in) {
   gauge(out, "mailbox_stored_bytes", "Payload bytes stored.", static_cast<double>(m.bytes));
   if (m.leased_known) {
     gauge(out, "mailbox_messages_leased", "Messages under an active lease.", static_cast<double>(m.leased));
+    gauge(out, "mailbox_messages_delayed", "Messages put with a delay, not due yet.", static_cast<double>(m.delayed));
   }
   gauge(out, "mailbox_dead_letter_messages", "Messages in dead-letter mailboxes (<name>.dlq).",
         static_cast<double>(m.dead_letter_messages));
   gauge(out, "mailbox_overview_walk_seconds",
         "How long the last walk of the mailboxes (for these numbers and the status page) held the Raft loop.",
         static_cast<double>(m.walk_us) / 1e6);
-  // Delayed messages (issue #15) are exported here once the state keeps them.
   return out;
 }
 
@@ -326,6 +334,7 @@ std::string status_page_json(const MetricsInput& in) {
   out += "],\"mailboxes\":{\"count\":" + std::to_string(in.mailboxes.mailboxes) +
          ",\"messages\":" + std::to_string(r.messages) + ",\"bytes\":" + std::to_string(in.mailboxes.bytes) +
          ",\"leased\":" + (in.mailboxes.leased_known ? std::to_string(in.mailboxes.leased) : "null") +
+         ",\"delayed\":" + (in.mailboxes.leased_known ? std::to_string(in.mailboxes.delayed) : "null") +
          ",\"dead_letter_messages\":" + std::to_string(in.mailboxes.dead_letter_messages) + ",\"deepest\":[";
   for (size_t i = 0; i < in.mailboxes.deepest.size(); ++i) {
     if (i) out += ",";

@@ -19,6 +19,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -88,7 +89,14 @@ struct MetricsInput {
   uint64_t queries_received = 0;
   uint64_t queries_forwarded = 0;
   uint64_t rejected_overload = 0;
-  int64_t zenoh_sessions = -1;  // -1: not known (not exported)
+  // Zenoh sessions open to this node's router, by the other end's kind
+  // (clients; peers and routers: other nodes); not shown when unknown.
+  struct ZenohSessions {
+    uint64_t clients = 0;
+    uint64_t peers = 0;
+    uint64_t routers = 0;
+  };
+  std::optional<ZenohSessions> zenoh_sessions;
   double uptime_seconds = 0;
 };
 

@@ -100,6 +100,7 @@ std::string status_json(uint64_t node_id, const RaftNodeStatus& s, const Service
   out += ",\"queries_forwarded\":" + std::to_string(counters.queries_forwarded.load(std::memory_order_relaxed));
   out += ",\"requests_from_nodes\":" + std::to_string(counters.requests_from_nodes.load(std::memory_order_relaxed));
   out += ",\"forwards_lost\":" + std::to_string(s.forwards_lost);
+  out += ",\"transport_connections_refused\":" + std::to_string(s.transport_connections_refused);
   out += ",\"forwards_pending\":" + std::to_string(s.forwards_pending);
   out += ",\"configuration\":[";
   for (size_t i = 0; i < s.configuration.size(); ++i) {
@@ -604,9 +605,9 @@ void MailboxService::serve_admin_here(SharedExchange exchange, std::string_view 
     return reply_json(std::move(exchange), status_json(options_.node_id, node_.status(), counters_));
   }
   if (op == "metrics") {  // the same numbers as --metrics-listen's /metrics
-    const std::string text = prometheus_text(metrics_input());
-    worker_.push([this, exchange = std::move(exchange), text]() mutable {
-      exchange->reply(exchange->key(), text, "text/plain", std::nullopt);
+    // Gathered on the reply worker: counting Zenoh sessions may block.
+    worker_.push([this, exchange = std::move(exchange)]() mutable {
+      exchange->reply(exchange->key(), prometheus_text(metrics_input()), "text/plain", std::nullopt);
       exchange.reset();
       release();
     });

@@ -52,6 +52,9 @@ MetricsInput MailboxService::metrics_input() const {
   in.queries_received = counters_.queries.load(std::memory_order_relaxed);
   in.queries_forwarded = counters_.queries_forwarded.load(std::memory_order_relaxed);
   in.rejected_overload = counters_.rejected_overload.load(std::memory_order_relaxed);
+  if (auto sessions = session_.session_counts()) {
+    in.zenoh_sessions = MetricsInput::ZenohSessions{sessions->clients, sessions->peers, sessions->routers};
+  }
   in.uptime_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
   return in;

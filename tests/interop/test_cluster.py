@@ -340,3 +340,30 @@ def test_a_lagging_follower_catches_up_by_entries_not_a_snapshot_install(workdir
         for n in c.nodes.values():
             n.stop()
     c.assert_no_transport_errors()
+
+
+def test_transfer_leadership_to_a_named_node(cluster3):
+    """`transfer?id=N` moves leadership to N; to the node that already leads
+    it is a no-op answered ok; to a node outside the cluster an error."""
+    c, clients = cluster3
+    leader = c.leader(clients[0])
+    target = next(i for i in (1, 2, 3) if i != leader)
+
+    def transfer(node, to):
+        replies = list(clients[0].session.get(f"{PREFIX}/@cluster/node/{node}/transfer?id={to}", timeout=30))
+        assert len(replies) == 1
+        r = replies[0]
+        return ("ok", json.loads(r.ok.payload.to_bytes())) if r.ok is not None else \
+            ("err", json.loads(r.err.payload.to_bytes()))
+
+    assert transfer(leader, target) == ("ok", {"ok": True})
+    deadline = time.time() + 20
+    while c.leader(clients[0]) != target:
+        assert time.time() < deadline, "leadership did not move"
+        time.sleep(0.1)
+    assert transfer(target, target) == ("ok", {"ok": True})  # already leads
+    assert c.leader(clients[0]) == target
+    kind, body = transfer(target, 9)
+    assert kind == "err" and body["code"] == "invalid_argument", body
+    clients[1].put_ack("after-transfer", b"x")
+    assert stats(clients[2], "after-transfer")["messages"] == 1

@@ -129,6 +129,23 @@ def test_metrics_over_http_and_zenoh_agree(workdir):
     assert metric(ztext, "mailbox_requests_total", 'op="put",code="ok"') == 3
     assert metric(ztext, "mailbox_messages") == 2
     assert metric(ztext, "mailbox_raft_term") == metric(text, "mailbox_raft_term")
+    # Zenoh sessions: this client, then a second one, then the first again.
+    assert metric(text, "mailbox_zenoh_sessions", 'kind="client"') == 1, text
+    assert metric(text, "mailbox_zenoh_sessions", 'kind="router"') == 0
+    second = Client(node.endpoint)
+
+    def clients_become(n):
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            value = metric(http_get(port, "/metrics")[2], "mailbox_zenoh_sessions", 'kind="client"')
+            if value == n:
+                return value
+            time.sleep(0.1)
+        return value
+
+    assert clients_become(2) == 2
+    second.close()
+    assert clients_become(1) == 1
     client.close()
     assert node.stop() == 0
 
@@ -438,6 +455,33 @@ def test_dead_letters_in_metrics_and_on_the_status_page(workdir):
     assert metric(text, "mailbox_dead_letter_messages") == 1
     assert metric(text, "mailbox_requests_total", 'op="nack",code="ok"') == 1
     assert {b["name"] for b in status["mailboxes"]["deepest"]} == {"orders", "orders.dlq"}
+    client.close()
+    assert node.stop() == 0
+
+
+def test_leased_and_delayed_messages_are_told_apart(workdir):
+    """A delayed message is not leased and a leased one is not delayed, in
+    the metrics and on the status page."""
+    port = free_port()
+    node = Node(workdir / "n1", ["--metrics-listen", f"127.0.0.1:{port}"]).start()
+    client = Client(node.endpoint)
+    client.wait_ready()
+    kind, _ = client.one(f"{PREFIX}/later/put?delay=60s", payload=b"in a minute")
+    assert kind == "ok"
+    client.put_ack("work", b"job")
+    client.put_ack("work", b"waiting")
+    kind, _ = client.consume("work", "lease=60s")
+    assert kind == "ok"
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        text = http_get(port, "/metrics")[2]
+        if metric(text, "mailbox_messages") == 3 and metric(text, "mailbox_messages_delayed") == 1:
+            break
+        time.sleep(0.2)
+    assert metric(text, "mailbox_messages_delayed") == 1, text
+    assert metric(text, "mailbox_messages_leased") == 1, text
+    totals = json.loads(http_get(port, "/status.json")[2])["mailboxes"]
+    assert (totals["messages"], totals["leased"], totals["delayed"]) == (3, 1, 1), totals
     client.close()
     assert node.stop() == 0
 

@@ -338,6 +338,14 @@ def test_cli_queue_subcommands(node, client):
     assert r.returncode == 0 and [row["mailbox"] for row in rows] == ["cli-q"], r
     r = cli(node, "ls", "cli-$*")
     assert r.returncode == 0 and "cli-q" in r.stdout
+    # The deepest is found among every mailbox, not among the first by name.
+    for i in range(3):
+        client.put_ack("cli-zz-deep", f"d{i}".encode())
+    r = cli(node, "--json", "ls", "--sort", "depth", "--limit", "1", "--page-size", "1")
+    assert r.returncode == 0 and [json.loads(l)["mailbox"] for l in r.stdout.splitlines()] == ["cli-zz-deep"], r
+    r = cli(node, "--json", "ls", "--limit", "1")
+    assert r.returncode == 0 and [json.loads(l)["mailbox"] for l in r.stdout.splitlines()] == ["cli-q"], r
+    assert cli(node, "purge", "cli-zz-deep", "--yes").returncode == 0
     r = cli(node, "purge", "cli-q")  # stdin is not a terminal: --yes is needed
     assert r.returncode == 2 and "--yes" in r.stderr
     assert stats(client, "cli-q")["messages"] == 2

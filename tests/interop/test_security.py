@@ -12,12 +12,16 @@ import json
 import os
 import shutil
 import signal
+import socket
+import ssl
+import struct
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
+import xxhash
 import zenoh
 
 from conftest import MAILBOX_CLI, PREFIX, ROOT, BUILD_DIR, Client, Cluster, Node
@@ -442,3 +446,73 @@ def test_queue_features_need_their_rights_and_list_shows_only_covered_mailboxes(
         lister.close()
     finally:
         node.stop()
+
+
+def raft_frame(kind, body):
+    """One Raft transport frame (docs/PROTOCOL.md, "Raft transport")."""
+    return (struct.pack("<IBBHQ", len(body), kind, 1, 0, xxhash.xxh3_64_intdigest(body)) + body)
+
+
+def raft_hello(node_id, cluster=CLUSTER, address="127.0.0.1:9"):
+    body = struct.pack("<QH", node_id, len(cluster)) + cluster.encode() + struct.pack("<H", len(address)) + \
+        address.encode()
+    return raft_frame(1, body)
+
+
+def raft_probe(port, hello, cert=None, key=None, hold=1.5):
+    """Connects to a node's Raft port (over TLS when `cert` is given: the
+    client does not check the node, only the node decides), says `hello`,
+    and reports whether the node kept the connection open for `hold` s."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        if cert is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+            ctx.load_cert_chain(str(cert), str(key))
+            try:
+                sock = ctx.wrap_socket(sock)
+            except (ssl.SSLError, OSError):
+                return False
+        try:
+            sock.sendall(hello)
+            sock.settimeout(hold)
+            return sock.recv(1) != b""  # the node writes nothing on an accepted connection: b"" means closed
+        except socket.timeout:
+            return True
+        except (ssl.SSLError, OSError):
+            return False
+    finally:
+        sock.close()
+
+
+def test_a_process_that_is_not_a_node_cannot_reach_the_raft_group(workdir, pki, pki_password):
+    """Mutual TLS on the Raft transport: only the holder of node N's
+    certificate (from the cluster's CA) may speak as node N."""
+    node = secure_node(workdir, pki).start()
+    admin = Client(node.endpoint, tls_settings(pki, "alice"), token(pki, "ops", "*", "admin,stats"))
+    admin.wait_ready(box="alice")
+    before = status(admin)
+    port = node.raft_port
+    # Positive control: node 2's own certificate, saying it is node 2.
+    assert raft_probe(port, raft_hello(2), pki / "node2" / "node.pem", pki / "node2" / "node.key")
+    refused = [
+        raft_probe(port, raft_hello(2)),                                                      # plain TCP
+        raft_probe(port, raft_hello(2), pki / "clients" / "alice.pem", pki / "clients" / "alice.key"),  # a client
+        raft_probe(port, raft_hello(3), pki / "node2" / "node.pem", pki / "node2" / "node.key"),  # node 2 as 3
+        raft_probe(port, raft_hello(2), pki_password / "node2" / "node.pem",                  # another CA
+                   pki_password / "node2" / "node.key"),
+    ]
+    assert refused == [False] * 4
+    deadline = time.time() + 5
+    while status(admin)["transport_connections_refused"] < 4 and time.time() < deadline:
+        time.sleep(0.05)
+    after = status(admin)
+    assert after["transport_connections_refused"] == before["transport_connections_refused"] + 4, after
+    log = node.log_path.read_text()
+    assert "certificate names 'alice'" in log and "says it is node 3 but its certificate names 'node-2'" in log
+    # Nothing reached Raft: still the only voter, leading in the same term.
+    assert (after["state"], after["term"], after["voters"]) == ("leader", before["term"], 1), after
+    admin.close()
+    node.stop()
