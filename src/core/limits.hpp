@@ -48,9 +48,20 @@ inline constexpr int64_t kMaxLeaseMs = 12LL * 60 * 60 * 1000;
 // Dead letters of mailbox X go to X + kDeadLetterSuffix.
 inline constexpr const char* kDeadLetterSuffix = ".dlq";
 inline constexpr size_t kDeadLetterSuffixBytes = 4;
-// Long-poll: the longest wait= by default, and how many queries may wait at once.
+// Long-poll: the longest wait= by default, and how many queries may wait at
+// once, parked on the leader (one per device of a mailbox per user).
 inline constexpr int64_t kDefaultMaxWaitMs = 5LL * 60 * 1000;
-inline constexpr size_t kMaxParkedWaiters = 10'000;
+inline constexpr size_t kMaxParkedWaiters = 100'000;
+// The memory bound of one parked long-poll on the node, beyond the bytes of
+// its query (key, parameters, attachment): our waiter, its reply callback
+// and exchange, and Zenoh's state of a pending query. Measured 1.7 KiB of
+// RSS each (1,752-1,776 bytes at 100,000 parked, queries of ~30 bytes;
+// docs/BENCHMARKS.md, "Many waiting clients"); each parked long-poll is
+// charged this plus its query's bytes against kMaxParkedWaiterBytes, so the
+// parked long-polls of a node hold at most that much, whatever their
+// attachments. A long-poll beyond either bound is answered `unavailable`.
+inline constexpr size_t kParkedWaiterOverheadBytes = 2048;
+inline constexpr uint64_t kMaxParkedWaiterBytes = 256ULL << 20;
 // Fire-and-forget publications remembered (by id) to store each at most once.
 inline constexpr int64_t kPublicationDedupWindowMs = 30'000;
 inline constexpr size_t kMaxPublicationDedupEntries = 1'000'000;
@@ -76,8 +87,10 @@ inline constexpr size_t kMaxWaitingForLeader = 10'000;
 inline constexpr int64_t kForwardTimeoutMs = 15'000;
 // A status or membership request forwarded to another node: its timeout.
 inline constexpr int64_t kAdminForwardTimeoutMs = 3'000;
-// Forwarded requests waiting for their answer on one node.
-inline constexpr size_t kMaxPendingForwards = 65'536;
+// Forwarded requests waiting for their answer on one node: requests being
+// worked on, plus long-polls (a long-poll handed to the leader waits here
+// for its whole wait, while it is parked there).
+inline constexpr size_t kMaxPendingForwards = 65'536 + kMaxParkedWaiters;
 // A request sent to a node that no longer leads goes on to the leader it
 // names (or, naming none, to the leader this node knows after a pause)
 // at most this many times.
@@ -93,7 +106,10 @@ inline constexpr int64_t kForwardRetryMs = 10;
 inline constexpr int64_t kMaxPublicationHoldMs = 5'000;
 inline constexpr size_t kMaxHeldPublications = 10'000;
 inline constexpr size_t kMaxHeldPublicationBytes = 64 * 1024 * 1024;
-// Requests admitted but not yet answered, across the whole server.
-inline constexpr size_t kMaxInflightRequests = 65536;
+// Requests admitted but not yet answered, across the whole server: those
+// being worked on, plus parked long-polls (each holds its admission while it
+// waits: a full set of them leaves room for the work that wakes them).
+inline constexpr size_t kMaxActiveRequests = 65'536;
+inline constexpr size_t kMaxInflightRequests = kMaxActiveRequests + kMaxParkedWaiters;
 
 }  // namespace mailbox::limits

@@ -81,6 +81,13 @@ const char* role_name(int role) { return role == RAFT_VOTER ? "voter" : role == 
 
 Status unavailable(std::string message) { return Status::error(ErrorCode::kUnavailable, std::move(message)); }
 
+// A long-poll that finds the waiters at their bounds (it took nothing).
+Status too_many_waiters() {
+  return unavailable("too many long-polls are waiting on the leader (at most " +
+                     std::to_string(limits::kMaxParkedWaiters) + ", holding at most " +
+                     std::to_string(limits::kMaxParkedWaiterBytes >> 20) + " MiB); retry later");
+}
+
 }  // namespace
 
 RaftDriver::RaftDriver(DriverOptions options, DriverEnv& env)
@@ -483,7 +490,7 @@ void RaftDriver::apply_entry(const LogEntry& e) {
       const auto applied_at = std::chrono::steady_clock::now();
       timings_.apply.record(elapsed_us(apply_started, applied_at));
       if (apply_observer_) apply_observer_(e.index, e.term, entry, results);
-      if (waiter_count_ > 0) {
+      if (waiter_count() > 0) {
         for (const auto& name : state_->woken()) woken_.push_back(name);
       }
       auto it = proposals_.find(e.index);
@@ -507,6 +514,7 @@ void RaftDriver::apply_entry(const LogEntry& e) {
             parked_commands_.push_back(std::move(retry));  // a message arrived meanwhile
           } else if (!park(std::move(retry))) {
             proposal.callbacks[i] = std::move(retry.done);
+            results[i].status = too_many_waiters();  // it took nothing: the consume found the mailbox empty
           }
         }
         for (size_t i = 0; i < proposal.callbacks.size(); ++i) {
@@ -868,10 +876,10 @@ void RaftDriver::refuse_parked_work(const Status& status) {
 
 // ---------------------------------------------------------------- client work
 
-void RaftDriver::submit_command(Command command, CommandCallback done, int64_t wait_ms) {
+void RaftDriver::submit_command(Command command, CommandCallback done, int64_t wait_ms, size_t held_bytes) {
   const int64_t now = env_.monotonic_ms();
   const int64_t deadline = wait_ms > 0 && std::holds_alternative<ConsumeCommand>(command) ? now + wait_ms : 0;
-  parked_commands_.push_back(PendingCommand{std::move(command), std::move(done), now, deadline});
+  parked_commands_.push_back(PendingCommand{std::move(command), std::move(done), now, deadline, held_bytes});
 }
 
 void RaftDriver::submit_read(ReadRequest read, ReadCallback done) {
@@ -962,8 +970,8 @@ void RaftDriver::propose_commands(std::vector<PendingCommand>& batch) {
   proposal.callbacks.reserve(batch.size());
   for (auto& c : batch) {
     if (c.wait_deadline_ms != 0) {
-      proposal.retries.emplace_back(proposal.callbacks.size(),
-                                    PendingCommand{c.command, nullptr, c.arrived_ms, c.wait_deadline_ms});
+      proposal.retries.emplace_back(proposal.callbacks.size(), PendingCommand{c.command, nullptr, c.arrived_ms,
+                                                                              c.wait_deadline_ms, c.held_bytes});
     }
     entry.commands.push_back(std::move(c.command));
     proposal.callbacks.push_back(std::move(c.done));
@@ -1075,6 +1083,7 @@ void RaftDriver::serve_reads(std::vector<PendingRead>& reads) {
       if (result.status.code == ErrorCode::kEmpty && r.wait_deadline_ms > monotonic_now &&
           raft_state(&raft_) == RAFT_LEADER) {
         if (park(std::move(r))) continue;
+        result.status = too_many_waiters();
       }
     } else if (r.read.kind == ReadRequest::Kind::kList) {
       state_->list(r.read.list, now, r.read.accept, &result.listed);
@@ -1154,86 +1163,104 @@ void RaftDriver::fail_pending_on_shutdown() {
 
 // ---------------------------------------------------------------- long-poll waiters
 
+uint64_t RaftDriver::waiter_charge(size_t held_bytes) {
+  return limits::kParkedWaiterOverheadBytes + static_cast<uint64_t>(held_bytes);
+}
+
+bool RaftDriver::may_park(size_t held_bytes) {
+  if (waiter_count() < limits::kMaxParkedWaiters &&
+      parked_waiter_bytes_ + waiter_charge(held_bytes) <= limits::kMaxParkedWaiterBytes) {
+    return true;
+  }
+  ++waiters_refused_;
+  return false;
+}
+
+void RaftDriver::uncharge_waiter(size_t held_bytes) {
+  const uint64_t charge = waiter_charge(held_bytes);
+  MAILBOX_ASSERT(parked_waiter_bytes_ >= charge, "a parked waiter's charge was counted when it parked");
+  parked_waiter_bytes_ -= charge;
+}
+
 bool RaftDriver::park(PendingCommand&& command) {
-  if (waiter_count_ >= limits::kMaxParkedWaiters) return false;
-  const auto& consume = std::get<ConsumeCommand>(command.command);
-  next_waiter_deadline_ms_ = std::min(next_waiter_deadline_ms_, command.wait_deadline_ms);
-  command_waiters_[consume.mailbox].push_back(std::move(command));
-  ++waiter_count_;
+  if (!may_park(command.held_bytes)) return false;
+  parked_waiter_bytes_ += waiter_charge(command.held_bytes);
+  const std::string mailbox = std::get<ConsumeCommand>(command.command).mailbox;  // before the move
+  const int64_t deadline = command.wait_deadline_ms;
+  command_waiters_.add(mailbox, deadline, std::move(command));
+  MAILBOX_ASSERT(waiter_count() <= limits::kMaxParkedWaiters && parked_waiter_bytes_ <= limits::kMaxParkedWaiterBytes,
+                 "parked waiters stay within their bounds");
   return true;
 }
 
 bool RaftDriver::park(PendingRead&& read) {
-  if (waiter_count_ >= limits::kMaxParkedWaiters) return false;
-  next_waiter_deadline_ms_ = std::min(next_waiter_deadline_ms_, read.wait_deadline_ms);
-  read_waiters_[read.read.mailbox].push_back(std::move(read));
-  ++waiter_count_;
+  if (!may_park(read.read.held_bytes)) return false;
+  parked_waiter_bytes_ += waiter_charge(read.read.held_bytes);
+  const std::string mailbox = read.read.mailbox;
+  const int64_t deadline = read.wait_deadline_ms;
+  read_waiters_.add(mailbox, deadline, std::move(read));
+  MAILBOX_ASSERT(waiter_count() <= limits::kMaxParkedWaiters && parked_waiter_bytes_ <= limits::kMaxParkedWaiterBytes,
+                 "parked waiters stay within their bounds");
   return true;
 }
 
+// Every waiter of a mailbox that received a message races through the log
+// again (its consume is proposed anew; a peek reads after a new barrier):
+// what it gets is what the state machine hands it then.
 void RaftDriver::wake_waiters() {
+  std::vector<PendingCommand> commands;
+  std::vector<PendingRead> reads;
   for (const auto& name : woken_) {
-    if (auto it = command_waiters_.find(name); it != command_waiters_.end()) {
-      for (auto& c : it->second) parked_commands_.push_back(std::move(c));
-      waiter_count_ -= it->second.size();
-      command_waiters_.erase(it);
-    }
-    if (auto it = read_waiters_.find(name); it != read_waiters_.end()) {
-      for (auto& r : it->second) parked_reads_.push_back(std::move(r));
-      waiter_count_ -= it->second.size();
-      read_waiters_.erase(it);
-    }
+    command_waiters_.take_mailbox(name, &commands);
+    read_waiters_.take_mailbox(name, &reads);
   }
   woken_.clear();
+  for (auto& c : commands) {
+    uncharge_waiter(c.held_bytes);
+    parked_commands_.push_back(std::move(c));
+  }
+  for (auto& r : reads) {
+    uncharge_waiter(r.read.held_bytes);
+    parked_reads_.push_back(std::move(r));
+  }
 }
 
 namespace {
-template <typename Waiter, typename Result, typename Due>
-size_t complete_waiters(std::unordered_map<std::string, std::vector<Waiter>>& waiters, const Status& status,
-                        Due due) {
-  size_t completed = 0;
-  for (auto it = waiters.begin(); it != waiters.end();) {
-    auto& list = it->second;
-    for (size_t i = 0; i < list.size();) {
-      if (!due(list[i])) {
-        ++i;
-        continue;
-      }
-      auto done = std::move(list[i].done);
-      list[i] = std::move(list.back());
-      list.pop_back();
-      ++completed;
-      Result r;
-      r.status = status;
-      done(std::move(r));
-    }
-    it = list.empty() ? waiters.erase(it) : std::next(it);
+template <typename Result, typename Waiter>
+void complete_waiters(std::vector<Waiter>& waiters, const Status& status) {
+  for (auto& w : waiters) {
+    Result r;
+    r.status = status;
+    auto done = std::move(w.done);
+    done(std::move(r));
   }
-  return completed;
 }
 }  // namespace
 
 void RaftDriver::fail_waiters(Status status) {
-  auto all = [](const auto&) { return true; };
-  waiter_count_ -= complete_waiters<PendingCommand, CommandResult>(command_waiters_, status, all);
-  waiter_count_ -= complete_waiters<PendingRead, ReadResult>(read_waiters_, status, all);
+  std::vector<PendingCommand> commands;
+  std::vector<PendingRead> reads;
+  command_waiters_.take_all(&commands);
+  read_waiters_.take_all(&reads);
+  parked_waiter_bytes_ = 0;
+  complete_waiters<CommandResult>(commands, status);
+  complete_waiters<ReadResult>(reads, status);
 }
 
+// The waiters whose wait is over, found by deadline: no walk of the others.
 void RaftDriver::expire_waiters() {
   const int64_t now = env_.monotonic_ms();
-  if (waiter_count_ == 0 || now < next_waiter_deadline_ms_) return;
-  // Walk once; the deadlines of those that stay give the next bound.
-  int64_t next = INT64_MAX;
-  auto ended = [now, &next](const auto& w) {
-    if (w.wait_deadline_ms <= now) return true;
-    next = std::min(next, w.wait_deadline_ms);
-    return false;
-  };
+  if (command_waiters_.next_deadline_ms() > now && read_waiters_.next_deadline_ms() > now) return;
+  std::vector<PendingCommand> commands;
+  std::vector<PendingRead> reads;
+  command_waiters_.take_due(now, &commands);
+  read_waiters_.take_due(now, &reads);
+  for (const auto& c : commands) uncharge_waiter(c.held_bytes);
+  for (const auto& r : reads) uncharge_waiter(r.read.held_bytes);
+  MAILBOX_ASSERT(waiter_count() > 0 || parked_waiter_bytes_ == 0, "parked waiters' charges add up");
   const Status empty = Status::error(ErrorCode::kEmpty, "mailbox is empty");
-  next_waiter_deadline_ms_ = INT64_MAX;  // lowered by any park during the walk
-  waiter_count_ -= complete_waiters<PendingCommand, CommandResult>(command_waiters_, empty, ended);
-  waiter_count_ -= complete_waiters<PendingRead, ReadResult>(read_waiters_, empty, ended);
-  next_waiter_deadline_ms_ = std::min(next_waiter_deadline_ms_, next);
+  complete_waiters<CommandResult>(commands, empty);
+  complete_waiters<ReadResult>(reads, empty);
 }
 
 // ---------------------------------------------------------------- snapshots
@@ -1641,7 +1668,9 @@ DriverStatus RaftDriver::status() const {
   s.configuration = configuration_view_;
   s.voters = voters_;
   s.sole_voter = sole_voter_;
-  s.parked_waiters = waiter_count_;
+  s.parked_waiters = waiter_count();
+  s.parked_waiter_bytes = parked_waiter_bytes_;
+  s.waiters_refused = waiters_refused_;
   s.snapshots_taken = snapshots_taken_;
   s.snapshots_installed = snapshots_installed_;
   s.longest_snapshot_stall_us = longest_snapshot_stall_us_;

@@ -46,6 +46,7 @@
 #include "replication/raft_include.hpp"
 #include "replication/requests.hpp"
 #include "replication/snapshot_store.hpp"
+#include "replication/waiter_index.hpp"
 #include "util/latency_histogram.hpp"
 
 namespace mailbox {
@@ -175,6 +176,8 @@ struct DriverStatus {
   size_t voters = 0;
   bool sole_voter = false;
   size_t parked_waiters = 0;
+  uint64_t parked_waiter_bytes = 0;  // charged: limits::kParkedWaiterOverheadBytes + each one's held bytes
+  uint64_t waiters_refused = 0;      // long-polls answered `unavailable`: the waiters were at their bounds
   uint64_t snapshots_taken = 0;
   uint64_t snapshots_installed = 0;
   int64_t longest_snapshot_stall_us = 0;
@@ -250,7 +253,15 @@ class RaftDriver {
   // Client work (the node is running). Commands and reads are queued;
   // `flush` proposes what is queued (many commands to one entry, all reads
   // behind one barrier), so call it once after queueing a batch.
-  void submit_command(Command command, CommandCallback done, int64_t wait_ms = 0);
+  // A consume with `wait_ms > 0` (a peek with ReadRequest::wait_ms) that
+  // finds its mailbox empty is parked here (the leader) until a message
+  // arrives or the wait ends (`empty`). `held_bytes` (ReadRequest's too):
+  // what the caller holds for it while it waits (its query's key,
+  // parameters, attachment), charged with limits::kParkedWaiterOverheadBytes
+  // against limits::kMaxParkedWaiterBytes. A long-poll that finds
+  // limits::kMaxParkedWaiters waiting, or the bytes spent, is answered
+  // `unavailable` (SPEC: a limit refuses new work; nothing was taken).
+  void submit_command(Command command, CommandCallback done, int64_t wait_ms = 0, size_t held_bytes = 0);
   void submit_read(ReadRequest read, ReadCallback done);
   void submit_membership(MembershipRequest request, StatusCallback done);
   void flush() { drive(); }
@@ -301,6 +312,7 @@ class RaftDriver {
     CommandCallback done;
     int64_t arrived_ms = 0;
     int64_t wait_deadline_ms = 0;  // monotonic; 0: no long-poll
+    size_t held_bytes = 0;         // a long-poll's: see submit_command
   };
   struct PendingRead {
     ReadRequest read;
@@ -369,6 +381,12 @@ class RaftDriver {
   void fail_pending_on_shutdown();
 
   // --- waiters
+  size_t waiter_count() const { return command_waiters_.size() + read_waiters_.size(); }
+  // What a parked waiter is charged against limits::kMaxParkedWaiterBytes.
+  static uint64_t waiter_charge(size_t held_bytes);
+  // False (and nothing parked) when the waiters are at their bounds.
+  bool may_park(size_t held_bytes);
+  void uncharge_waiter(size_t held_bytes);
   bool park(PendingCommand&& command);
   bool park(PendingRead&& read);
   void wake_waiters();
@@ -415,12 +433,12 @@ class RaftDriver {
   std::deque<PendingCommand> parked_commands_;
   std::deque<PendingRead> parked_reads_;
   std::vector<PendingRead> waiting_reads_;  // for the next barrier
-  std::unordered_map<std::string, std::vector<PendingCommand>> command_waiters_;
-  std::unordered_map<std::string, std::vector<PendingRead>> read_waiters_;
-  size_t waiter_count_ = 0;
-  // A lower bound of the parked waiters' deadlines (INT64_MAX: none): the
-  // tick walks the waiters only once one may be due, not every tick.
-  int64_t next_waiter_deadline_ms_ = INT64_MAX;
+  // Parked long-polls (at most limits::kMaxParkedWaiters together, charged
+  // at most limits::kMaxParkedWaiterBytes), found by mailbox and deadline.
+  WaiterIndex<PendingCommand> command_waiters_;
+  WaiterIndex<PendingRead> read_waiters_;
+  uint64_t parked_waiter_bytes_ = 0;
+  uint64_t waiters_refused_ = 0;
   std::vector<std::string> woken_;
   bool sweep_in_flight_ = false;
   bool configure_in_flight_ = false;

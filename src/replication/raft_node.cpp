@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <future>
 #include <random>
+#include <set>
 
 #include "core/assert.hpp"
 #include "core/limits.hpp"
@@ -155,6 +156,7 @@ struct RaftNode::Impl : DriverEnv, TransportHandler {
     Command command;
     CommandCallback done;
     int64_t wait_ms = 0;
+    size_t held_bytes = 0;
   };
   std::mutex mutex;
   std::vector<InboxCommand> inbox_commands;
@@ -194,8 +196,16 @@ struct RaftNode::Impl : DriverEnv, TransportHandler {
     int64_t deadline_ms = 0;       // not answered by then: `unknown_outcome`
     bool sent = false;
     ForwardCallback done;
+    // The deadline that applies now.
+    int64_t active_deadline_ms() const { return sent ? deadline_ms : send_deadline_ms; }
   };
   std::map<uint64_t, PendingForward> forwards;
+  // The same forwards by (active deadline, id), and the ids not sent yet:
+  // the forward timer takes only the due ones and tries only the unsent
+  // ones, never walking the rest (a long-poll handed to the leader waits
+  // here for its whole wait: up to limits::kMaxPendingForwards of them).
+  std::set<std::pair<int64_t, uint64_t>> forward_deadlines;
+  std::set<uint64_t> unsent_forwards;
   uint64_t next_forward_id = 1;
   uv_timer_t forward_timer{};  // runs while a request waits to be sent or answered
   std::shared_ptr<ForwardSlot> forward_slot;
@@ -447,7 +457,7 @@ void RaftNode::Impl::on_wakeup() {
     stop = stop_requested;
   }
   for (auto& f : to_forward) start_forward(std::move(f));
-  for (auto& c : commands) driver->submit_command(std::move(c.command), std::move(c.done), c.wait_ms);
+  for (auto& c : commands) driver->submit_command(std::move(c.command), std::move(c.done), c.wait_ms, c.held_bytes);
   for (auto& [read, done] : reads) driver->submit_read(std::move(read), std::move(done));
   for (auto& [request, done] : changes) {
     // The status others read shows the new configuration before the
@@ -505,6 +515,8 @@ void RaftNode::Impl::refresh_status() {
   s.persisted_index = d.persisted_index;
   s.snapshot_index = d.snapshot_index;
   s.parked_waiters = d.parked_waiters;
+  s.parked_waiter_bytes = d.parked_waiter_bytes;
+  s.waiters_refused = d.waiters_refused;
   s.snapshots_taken = d.snapshots_taken;
   s.snapshots_installed = d.snapshots_installed;
   s.longest_snapshot_stall_us = d.longest_snapshot_stall_us;
@@ -753,6 +765,8 @@ void RaftNode::Impl::start_forward(InboxForward f) {
   p.deadline_ms = now + std::max<int64_t>(0, f.timeout_ms);
   p.send_deadline_ms = std::min(p.deadline_ms, now + limits::kMaxLeaderWaitMs);
   p.done = std::move(f.done);
+  forward_deadlines.emplace(p.send_deadline_ms, id);
+  unsent_forwards.insert(id);
   try_send_forward(id, p);
   if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&forward_timer))) {
     uv_timer_start(&forward_timer, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_forward_timer(); },
@@ -765,7 +779,10 @@ bool RaftNode::Impl::try_send_forward(uint64_t id, PendingForward& f) {
   for (const RaftServerInfo& server : driver->configuration()) {
     if (server.id != f.to || server.id == options.node_id) continue;
     if (!transport->forward(server.id, server.address, id, f.request)) return false;
+    forward_deadlines.erase({f.send_deadline_ms, id});
     f.sent = true;
+    forward_deadlines.emplace(f.deadline_ms, id);
+    unsent_forwards.erase(id);
     std::string().swap(f.request);
     return true;
   }
@@ -774,28 +791,33 @@ bool RaftNode::Impl::try_send_forward(uint64_t id, PendingForward& f) {
 
 void RaftNode::Impl::on_forward_timer() {
   if (closing) return;
+  for (auto u = unsent_forwards.begin(); u != unsent_forwards.end();) {
+    const uint64_t id = *u++;  // a send erases it from the set
+    auto it = forwards.find(id);
+    MAILBOX_ASSERT(it != forwards.end(), "an unsent forward is pending");
+    try_send_forward(id, it->second);
+  }
   const int64_t now = steady_ms();
-  for (auto it = forwards.begin(); it != forwards.end();) {
-    auto next = std::next(it);
-    PendingForward& f = it->second;
-    if (!f.sent) try_send_forward(it->first, f);
-    if (now >= (f.sent ? f.deadline_ms : f.send_deadline_ms)) {
-      const uint64_t to = f.to;
-      finish_forward(it,
-                     f.sent ? Status::error(ErrorCode::kUnknownOutcome,
-                                            "node " + std::to_string(to) +
-                                                " did not answer in time; the request may have been applied: retry "
-                                                "with the same rid")
-                            : Status::error(ErrorCode::kUnavailable,
-                                            "cannot reach node " + std::to_string(to) + "; retry"),
-                     std::string());
-    }
-    it = next;
+  while (!forward_deadlines.empty() && forward_deadlines.begin()->first <= now) {
+    auto it = forwards.find(forward_deadlines.begin()->second);
+    MAILBOX_ASSERT(it != forwards.end(), "a forward's deadline belongs to a pending forward");
+    const uint64_t to = it->second.to;
+    finish_forward(it,
+                   it->second.sent
+                       ? Status::error(ErrorCode::kUnknownOutcome,
+                                       "node " + std::to_string(to) +
+                                           " did not answer in time; the request may have been applied: retry "
+                                           "with the same rid")
+                       : Status::error(ErrorCode::kUnavailable, "cannot reach node " + std::to_string(to) + "; retry"),
+                   std::string());
   }
   if (forwards.empty()) uv_timer_stop(&forward_timer);
 }
 
 void RaftNode::Impl::finish_forward(std::map<uint64_t, PendingForward>::iterator it, Status status, std::string reply) {
+  const size_t erased = forward_deadlines.erase({it->second.active_deadline_ms(), it->first});
+  MAILBOX_ASSERT(erased == 1, "every pending forward has one deadline entry");
+  unsent_forwards.erase(it->first);
   ForwardCallback done = std::move(it->second.done);
   forwards.erase(it);
   done(std::move(status), std::move(reply));
@@ -990,8 +1012,8 @@ bool enqueue_or_refuse(RaftNode::Impl* impl, Queue RaftNode::Impl::*queue, Item&
 
 }  // namespace
 
-bool RaftNode::submit_command(Command command, CommandCallback done, int64_t wait_ms) {
-  Impl::InboxCommand item{std::move(command), std::move(done), wait_ms};
+bool RaftNode::submit_command(Command command, CommandCallback done, int64_t wait_ms, size_t held_bytes) {
+  Impl::InboxCommand item{std::move(command), std::move(done), wait_ms, held_bytes};
   return enqueue_or_refuse(impl_.get(), &Impl::inbox_commands, std::move(item), [&item](Status s) {
     CommandResult refused;
     refused.status = std::move(s);

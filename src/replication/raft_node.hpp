@@ -109,6 +109,8 @@ struct RaftNodeStatus {
   uint64_t persisted_index = 0;  // durable in this node's log
   uint64_t snapshot_index = 0;
   size_t parked_waiters = 0;
+  uint64_t parked_waiter_bytes = 0;  // what they are charged (limits::kMaxParkedWaiterBytes)
+  uint64_t waiters_refused = 0;      // long-polls answered `unavailable`: the waiters were at their bounds
   uint64_t snapshots_taken = 0;
   uint64_t snapshots_installed = 0;
   int64_t longest_snapshot_stall_us = 0;  // longest time the loop spent starting one snapshot
@@ -159,9 +161,12 @@ class RaftNode {
   // may own what it answers. A consume with `wait_ms > 0` that finds
   // its mailbox empty is parked and retried when a message arrives, until
   // the wait ends (then it completes with `empty`); so is a peek read with
-  // `ReadRequest::wait_ms`. At most limits::kMaxParkedWaiters wait at once;
-  // beyond that a request completes at once.
-  bool submit_command(Command command, CommandCallback done, int64_t wait_ms = 0);
+  // `ReadRequest::wait_ms`. At most limits::kMaxParkedWaiters wait at once,
+  // charged limits::kParkedWaiterOverheadBytes plus `held_bytes` each
+  // (ReadRequest::held_bytes for a peek: what the caller holds for the
+  // request while it waits) against limits::kMaxParkedWaiterBytes; beyond
+  // either bound a long-poll completes at once with `unavailable`.
+  bool submit_command(Command command, CommandCallback done, int64_t wait_ms = 0, size_t held_bytes = 0);
   bool submit_read(ReadRequest read, ReadCallback done);
   // Add (as a voter, after it catches up), remove, or transfer leadership.
   bool submit_membership(MembershipRequest request, StatusCallback done);

@@ -28,6 +28,9 @@ struct ReadRequest {
   std::string mailbox;
   uint32_t max_count = 1;
   int64_t wait_ms = 0;  // peek: long-poll while the mailbox is empty
+  // A long-poll's bytes held by the caller while it waits (its query); see
+  // RaftDriver::submit_command.
+  size_t held_bytes = 0;
   // kList: the page asked for, and which names the client may see (empty:
   // all). Called on the replication loop thread: pure and quick.
   ListQuery list;

@@ -267,6 +267,10 @@ std::string prometheus_text(const MetricsInput& in) {
           static_cast<double>(r.forwards_lost));
   gauge(out, "mailbox_longpoll_waiters", "Consumers waiting (long-poll) on this node.",
         static_cast<double>(r.parked_waiters));
+  gauge(out, "mailbox_longpoll_waiter_bytes", "What the parked long-polls are charged against their memory bound.",
+        static_cast<double>(r.parked_waiter_bytes));
+  counter(out, "mailbox_longpoll_refused_total", "Long-polls answered unavailable: too many were waiting.",
+          static_cast<double>(r.waiters_refused));
 
   histogram(out, "mailbox_loop_iteration_seconds", "Time of one Raft loop iteration.", r.loop_iteration_us);
   histogram(out, "mailbox_log_write_seconds", "A group-committed log write, fdatasync included.", r.log_write_us);

@@ -78,6 +78,8 @@ std::string status_json(uint64_t node_id, const RaftNodeStatus& s, const Service
   out += ",\"voters\":" + std::to_string(s.voters);
   out += ",\"messages\":" + std::to_string(s.messages);
   out += ",\"parked_waiters\":" + std::to_string(s.parked_waiters);
+  out += ",\"parked_waiter_bytes\":" + std::to_string(s.parked_waiter_bytes);
+  out += ",\"waiters_refused\":" + std::to_string(s.waiters_refused);
   out += ",\"snapshots\":" + std::to_string(s.snapshots_taken);
   out += ",\"snapshots_installed\":" + std::to_string(s.snapshots_installed);
   out += ",\"snapshot_index\":" + std::to_string(s.snapshot_index);
@@ -330,6 +332,7 @@ void MailboxService::act(SharedExchange exchange, Request&& request) {
       read.mailbox = request.mailbox;
       read.max_count = request.max_count.value_or(1);
       read.wait_ms = request.wait_ms.value_or(0);
+      read.held_bytes = held_bytes(*exchange);
       return submit_read(std::move(exchange), std::move(read), request.max_count.has_value());
     }
     case Operation::kStats: {
@@ -742,7 +745,16 @@ void MailboxService::submit_put(SharedExchange exchange, Request&& request) {
   node_.submit_command(std::move(put), std::move(done));
 }
 
+// The bytes of its query a request's exchange holds while it waits (a
+// parked long-poll is charged them: limits::kMaxParkedWaiterBytes).
+size_t MailboxService::held_bytes(const Exchange& exchange) {
+  auto size = [](const std::optional<std::string_view>& part) { return part ? part->size() : 0; };
+  return exchange.key().size() + exchange.parameters().size() + size(exchange.payload()) +
+         size(exchange.encoding()) + size(exchange.attachment());
+}
+
 void MailboxService::submit_consume(SharedExchange exchange, Request&& request) {
+  const size_t held = held_bytes(*exchange);  // before the exchange moves into `done`
   const bool batch_shape = request.max_count.has_value();
   ConsumeCommand consume{request.mailbox, request.max_count.value_or(1), request.lease_ms.value_or(0),
                          request.rid.value_or("")};
@@ -750,7 +762,7 @@ void MailboxService::submit_consume(SharedExchange exchange, Request&& request) 
     if (!r.status.is_ok()) return reply_error(std::move(exchange), std::move(r.status));
     reply_messages(std::move(exchange), std::move(mailbox), std::move(r.messages), batch_shape);
   };
-  node_.submit_command(std::move(consume), std::move(done), request.wait_ms.value_or(0));
+  node_.submit_command(std::move(consume), std::move(done), request.wait_ms.value_or(0), held);
 }
 
 void MailboxService::submit_read(SharedExchange exchange, ReadRequest&& read, bool batch_shape) {

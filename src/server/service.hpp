@@ -189,6 +189,7 @@ class MailboxService {
 
   void submit_put(SharedExchange exchange, Request&& request);
   void submit_consume(SharedExchange exchange, Request&& request);
+  static size_t held_bytes(const Exchange& exchange);
   void submit_read(SharedExchange exchange, ReadRequest&& read, bool batch_shape);
   void submit_settle(SharedExchange exchange, Request&& request);  // ack, nack, extend
   void submit_bulk(SharedExchange exchange, Request&& request);    // purge, redrive

@@ -107,6 +107,65 @@ def test_shutdown_releases_parked_queries(workdir):
     c.close()
 
 
+def test_parked_long_polls_are_bounded_in_bytes_then_unavailable(client):
+    """The parked long-polls of a node hold at most kMaxParkedWaiterBytes
+    (256 MiB): each is charged 2 KiB plus its query's bytes. Long-polls whose
+    attachment is 16 MiB (open mode checks no attachment) fill it after 15;
+    the 16th is answered `unavailable` at once (SPEC: a limit refuses new
+    work), while the parked ones still get a message put later. (The count
+    bound, 100,000, is tested on the driver: tests/unit/waiters_test.cpp.)"""
+    big = b"a" * (16 << 20)
+    fits = (256 << 20) // ((16 << 20) + 2048 + 64)  # 15
+    replies = {}
+    lock = threading.Lock()
+
+    def wait(i):
+        r = client.query(f"{PREFIX}/bound{i}?wait=20s", attachment=big)
+        with lock:
+            replies[i] = r
+
+    threads = []
+    for i in range(fits):
+        threads.append(threading.Thread(target=wait, args=(i,)))
+        threads[-1].start()
+    deadline = time.time() + 30
+    while True:
+        kind, status = client.one(f"{PREFIX}/@cluster/node/1/status")
+        parked = json.loads(status["payload"])["parked_waiters"]
+        if parked == fits or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert parked == fits
+    t0 = time.time()
+    kind, body = client.one(f"{PREFIX}/bound-full?wait=20s", attachment=big)
+    assert kind == "err" and body["code"] == "unavailable", body
+    assert "long-polls" in body["message"]
+    assert time.time() - t0 < 10
+    # A long-poll with a small query still fits beside them.
+    small = {}
+    t = threading.Thread(target=lambda: small.update(r=client.consume("bound-small", "wait=20s")))
+    t.start()
+    deadline = time.time() + 10
+    while True:  # the status is refreshed by the loop every 20 ms
+        status = json.loads(client.one(f"{PREFIX}/@cluster/node/1/status")[1]["payload"])
+        if status["parked_waiters"] == fits + 1 or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert status["waiters_refused"] == 1 and status["parked_waiters"] == fits + 1
+    charged = status["parked_waiter_bytes"]
+    assert charged <= 256 << 20 < charged + len(big) + 2048  # one more big one would not fit
+    for i in range(fits):
+        client.put_ack(f"bound{i}", f"m{i}".encode())
+    client.put_ack("bound-small", b"s")
+    for th in threads:
+        th.join(30)
+    t.join(30)
+    for i in range(fits):
+        assert len(replies[i]) == 1 and replies[i][0][0] == "ok", replies[i]
+        assert replies[i][0][1]["payload"] == f"m{i}".encode()
+    assert small["r"][0] == "ok" and small["r"][1]["payload"] == b"s"
+
+
 # ---------------------------------------------------------------- expiry
 
 def test_sub_second_ttl_is_never_delivered(client):
