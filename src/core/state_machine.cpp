@@ -168,18 +168,16 @@ StoredMessage& StateMachine::append(const std::string& name, StoredMessage messa
 }
 
 void StateMachine::lower_due(MailboxMap::iterator it, int64_t due_ms) {
-  if (due_ms < it->second.due_ms) set_due(it, due_ms);
+  MailboxMap::value_type* node = &*it;
+  if (!timers_.contains(node) || due_ms < timers_.due_of(node)) set_due(it, due_ms);
 }
 
 void StateMachine::set_due(MailboxMap::iterator it, int64_t due_ms) {
-  Mailbox& box = it->second;
-  if (due_ms == box.due_ms) return;
-  if (box.due_ms != INT64_MAX) {
-    const size_t erased = due_index_.erase({box.due_ms, std::string_view(it->first)});
-    MAILBOX_ASSERT(erased == 1, "an indexed mailbox is in the timer index");
+  if (due_ms == INT64_MAX) {
+    timers_.erase(&*it);
+  } else {
+    timers_.set(&*it, due_ms);
   }
-  if (due_ms != INT64_MAX) due_index_.emplace(due_ms, std::string_view(it->first));
-  box.due_ms = due_ms;
 }
 
 CommandResult StateMachine::apply_put(const PutCommand& put) {
@@ -443,10 +441,11 @@ void StateMachine::lease_ended(MailboxMap::iterator it, size_t index, std::vecto
 void StateMachine::apply_sweep() {
   // The due mailboxes, from the timer index, in name order (the order every
   // version of the state machine sweeps them in).
+  std::vector<MailboxMap::value_type*> due_nodes;
+  timers_.collect_due(clock_ms_, &due_nodes);
   std::vector<std::string> due;
-  for (auto entry = due_index_.begin(); entry != due_index_.end() && entry->first <= clock_ms_; ++entry) {
-    due.emplace_back(entry->second);
-  }
+  due.reserve(due_nodes.size());
+  for (const auto* node : due_nodes) due.push_back(node->first);
   std::sort(due.begin(), due.end());
   std::vector<std::pair<std::string, StoredMessage>> dead;
   for (const auto& name : due) {
@@ -603,7 +602,7 @@ void StateMachine::list(const ListQuery& query, int64_t now_ms, const std::funct
 }
 
 int64_t StateMachine::next_sweep_due_ms() const {
-  return due_index_.empty() ? INT64_MAX : due_index_.begin()->first;
+  return timers_.min_due_ms();
 }
 
 // ------------------------------------------------------------------ snapshot
@@ -806,6 +805,7 @@ bool StateMachine::restore(std::string_view bytes) {
   }
   if (!r.ok() || !r.at_end() || !payloads.empty()) return false;
   // Bounds are recomputed exactly, and the timer index with them.
+  fresh.timers_.reserve(fresh.mailboxes_.size());
   for (auto it = fresh.mailboxes_.begin(); it != fresh.mailboxes_.end(); ++it) {
     int64_t due = INT64_MAX;
     for (const auto& m : it->second.messages) {

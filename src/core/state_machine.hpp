@@ -33,14 +33,14 @@
 // ordinary message. When it ends, a lease makes the message visible again
 // (or dead-letters it); a delay makes it visible.
 //
-// Timers: each mailbox keeps lower bounds of its next expiry and next end of
-// a hidden time; the state indexes mailboxes by the earlier of the two
-// (`due_index_`), so finding what a sweep must do never scans every mailbox.
+// Timers: each mailbox has a due time, a lower bound of its next expiry and
+// next end of a hidden time; the state indexes mailboxes by it (`timers_`,
+// a heap), so finding what a sweep must do never scans every mailbox.
 //
 // Memory (issue #15 item 6, docs/BENCHMARKS.md "A million mailboxes"): a
 // mailbox of one small message costs a map node (name and `Mailbox`, 112
 // bytes with malloc's header), a one-slot message array (64), the body (one
-// block: 96 for 64 payload bytes) and a timer index node (64).
+// block: 96 for 64 payload bytes) and a timer heap entry (16).
 //
 // Threads: not thread-safe. The replication loop thread owns it and is the
 // only caller. Results hand out `BodyRef`s, which other threads may read
@@ -53,7 +53,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -64,6 +63,7 @@
 #include "core/limits.hpp"
 #include "core/message_body.hpp"
 #include "core/message_queue.hpp"
+#include "core/timer_heap.hpp"
 
 namespace mailbox {
 
@@ -216,13 +216,18 @@ class StateMachine {
   struct Mailbox {
     MessageQueue<StoredMessage> messages;  // FIFO by id
     uint64_t bytes = 0;
-    // A lower bound of the earlier of its next expiry (of a visible
-    // message) and its next end of a hidden time (lease or delay): exact
-    // after a sweep of it, lowered by every put, lease and extend. It is
-    // this mailbox's key in `due_index_` (INT64_MAX: not in it).
-    int64_t due_ms = INT64_MAX;
+    // Its entry in `timers_`, whose time is a lower bound of the earlier of
+    // its next expiry (of a visible message) and its next end of a hidden
+    // time (lease or delay): exact after a sweep of it, lowered by every
+    // put, lease and extend. Not in the heap: nothing due.
+    uint32_t timer_position = UINT32_MAX;
   };
   using MailboxMap = std::map<std::string, Mailbox, std::less<>>;
+  struct TimerPosition {
+    uint32_t& operator()(MailboxMap::value_type* node) const { return node->second.timer_position; }
+  };
+  using Timers = TimerHeap<MailboxMap::value_type, TimerPosition>;
+  static_assert(Timers::kAbsent == UINT32_MAX, "a new mailbox is not in the timer heap");
   struct DedupRecord {
     int64_t recorded_at_ms = 0;
     CommandResult result;
@@ -253,8 +258,8 @@ class StateMachine {
   void erase_at(Mailbox& box, size_t index);
   // Erases the mailbox when it holds nothing (and its timer index entry).
   void erase_if_empty(MailboxMap::iterator it);
-  // Lowers the mailbox's due time to `due_ms` if that is earlier, in the
-  // timer index too; `set_due` sets it to exactly `due_ms`.
+  // Lowers the mailbox's due time to `due_ms` if that is earlier;
+  // `set_due` sets it to exactly `due_ms` (INT64_MAX: out of the heap).
   void lower_due(MailboxMap::iterator it, int64_t due_ms);
   void set_due(MailboxMap::iterator it, int64_t due_ms);
   // The index of the message with `id`, or kNotFound.
@@ -285,10 +290,9 @@ class StateMachine {
 
   StateConfig config_;
   MailboxMap mailboxes_;
-  // Mailboxes by their due time (then by name: the order is the same on
-  // every replica). The views are the map's keys. Derived
+  // Mailboxes by their due time; entries point at the map's nodes. Derived
   // state: not in snapshots or the digest; rebuilt by `restore`.
-  std::set<std::pair<int64_t, std::string_view>> due_index_;
+  Timers timers_;
   std::map<std::string, DedupRecord, std::less<>> dedup_;
   std::deque<std::pair<int64_t, std::string>> dedup_order_;  // (recorded_at, key), oldest first
   // Publications stored recently: (stored_at, publication id), oldest first.

@@ -1,9 +1,12 @@
 // Unit tests of the compact message storage: the one-block message body
-// (core/message_body.hpp) and the mailbox's ring buffer
-// (core/message_queue.hpp), against std::deque as the model.
+// (core/message_body.hpp), the mailbox's ring buffer (core/message_queue.hpp,
+// against std::deque as the model) and the timer heap (core/timer_heap.hpp,
+// against a std::map of due times).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -12,6 +15,7 @@
 
 #include "core/message_body.hpp"
 #include "core/message_queue.hpp"
+#include "core/timer_heap.hpp"
 
 namespace mailbox {
 namespace {
@@ -151,6 +155,83 @@ TEST(MessageQueue, MatchesDequeOnRandomScripts) {
       ASSERT_TRUE(q.capacity() == 0 || q.capacity() >= q.size());
       for (size_t i = 0; i < model.size(); ++i) ASSERT_EQ(q[i]->payload(), model[i]);
       for (const auto& body : q) ASSERT_EQ(body.use_count(), 1u);
+    }
+  }
+}
+
+struct TimerNode {
+  int name = 0;
+  uint32_t position = UINT32_MAX;
+};
+struct TimerNodePosition {
+  uint32_t& operator()(TimerNode* n) const { return n->position; }
+};
+using TestHeap = TimerHeap<TimerNode, TimerNodePosition>;
+
+TEST(TimerHeap, MinimumMovesWithSetAndErase) {
+  std::vector<TimerNode> nodes(3);
+  TestHeap heap;
+  EXPECT_EQ(heap.min_due_ms(), INT64_MAX);
+  heap.set(&nodes[0], 30);
+  heap.set(&nodes[1], 10);
+  heap.set(&nodes[2], 20);
+  EXPECT_EQ(heap.min_due_ms(), 10);
+  heap.set(&nodes[1], 40);  // later: sinks
+  EXPECT_EQ(heap.min_due_ms(), 20);
+  EXPECT_EQ(heap.due_of(&nodes[1]), 40);
+  heap.erase(&nodes[2]);
+  EXPECT_FALSE(heap.contains(&nodes[2]));
+  EXPECT_EQ(heap.min_due_ms(), 30);
+  heap.erase(&nodes[2]);  // absent: nothing
+  EXPECT_EQ(heap.size(), 2u);
+  EXPECT_TRUE(heap.valid());
+  std::vector<TimerNode*> due;
+  heap.collect_due(35, &due);
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0], &nodes[0]);
+  heap.clear();
+  EXPECT_FALSE(heap.contains(&nodes[0]));
+  EXPECT_TRUE(heap.empty());
+}
+
+// Random sets and erases agree with a map of due times: the minimum, each
+// node's time and the nodes due at a random time.
+TEST(TimerHeap, MatchesAMapOnRandomScripts) {
+  std::mt19937_64 rng(6);
+  for (int script = 0; script < 100; ++script) {
+    std::vector<TimerNode> nodes(64);
+    for (int i = 0; i < 64; ++i) nodes[i].name = i;
+    TestHeap heap;
+    std::map<int, int64_t> model;  // name -> due
+    for (int step = 0; step < 400; ++step) {
+      TimerNode* node = &nodes[rng() % nodes.size()];
+      if (rng() % 4 == 0) {
+        heap.erase(node);
+        model.erase(node->name);
+      } else {
+        const int64_t due = static_cast<int64_t>(rng() % 1000);
+        heap.set(node, due);
+        model[node->name] = due;
+      }
+      ASSERT_TRUE(heap.valid());
+      ASSERT_EQ(heap.size(), model.size());
+      int64_t min_due = INT64_MAX;
+      for (const auto& [name, due] : model) {
+        min_due = std::min(min_due, due);
+        ASSERT_EQ(heap.due_of(&nodes[name]), due);
+      }
+      ASSERT_EQ(heap.min_due_ms(), min_due);
+      const int64_t now = static_cast<int64_t>(rng() % 1000);
+      std::vector<TimerNode*> due_nodes;
+      heap.collect_due(now, &due_nodes);
+      std::vector<int> got;
+      for (auto* n : due_nodes) got.push_back(n->name);
+      std::sort(got.begin(), got.end());
+      std::vector<int> want;
+      for (const auto& [name, due] : model) {
+        if (due <= now) want.push_back(name);
+      }
+      ASSERT_EQ(got, want);
     }
   }
 }
