@@ -1300,11 +1300,14 @@ void RaftDriver::on_snapshot_written(uint64_t ticket, const IoStatus& status) {
   }
   timings_.snapshot.record(elapsed_us(snapshot_started_, std::chrono::steady_clock::now()));
   snapshot_bytes_written_ += meta.data_bytes;
-  // Keep about snapshot_trailing_bytes of log behind the snapshot.
+  // Keep about snapshot_trailing_bytes of log behind the snapshot, or an
+  // eighth of the snapshot's size if that is less.
   uint64_t trailing = options_.snapshot_trailing_entries;
   if (log_entries_since_snapshot_ > 0) {
     const uint64_t average = std::max<uint64_t>(1, log_bytes_since_snapshot_ / log_entries_since_snapshot_);
-    trailing = std::clamp<uint64_t>(options_.snapshot_trailing_bytes / average, options_.snapshot_trailing_entries,
+    const uint64_t trailing_bytes =
+        std::min<uint64_t>(options_.snapshot_trailing_bytes, meta.data_bytes / limits::kTrailingLogSnapshotFraction);
+    trailing = std::clamp<uint64_t>(trailing_bytes / average, options_.snapshot_trailing_entries,
                                     std::max<uint64_t>(options_.snapshot_trailing_entries, limits::kMaxTrailingEntries));
   }
   raft_event event{};

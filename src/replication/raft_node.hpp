@@ -75,7 +75,8 @@ struct RaftNodeOptions {
   uint64_t snapshot_max_log_bytes = 256ULL << 20;
   // Log kept after a snapshot, so that a follower a little behind catches
   // up by entries rather than a snapshot install: about
-  // snapshot_trailing_bytes of recent entries, at least
+  // snapshot_trailing_bytes of recent entries (at most an eighth of the
+  // snapshot's size: limits::kTrailingLogSnapshotFraction), at least
   // snapshot_trailing_entries and at most limits::kMaxTrailingEntries.
   unsigned snapshot_trailing_entries = 64;
   uint64_t snapshot_trailing_bytes = 64ULL << 20;
