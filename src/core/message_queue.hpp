@@ -2,11 +2,12 @@
 //
 // What it is for: `std::deque` allocates a 512-byte block and a 64-byte map
 // for its first element, which made a mailbox of one small message cost
-// over half a kilobyte. This queue keeps its elements in one heap array
-// whose capacity is a power of two: 1 for one message, doubling when full,
-// halving when a quarter full (so a mailbox that drains gives its memory
-// back, and one that hovers at a boundary does not reallocate on every
-// operation). The header is 24 bytes (a pointer and three 32-bit counts).
+// over half a kilobyte. This queue holds one element inline (the common
+// mailbox holds one message: no allocation at all), and more in one heap
+// array whose capacity is a power of two, doubling when full, halving when a
+// quarter full (so a mailbox that drains gives its memory back, and one that
+// hovers at a boundary does not reallocate on every operation). Its size is
+// sizeof(T) (or a pointer, if larger) plus three 32-bit counts.
 //
 // Operations: push_back and pop_front O(1) amortised; erase(i) moves the
 // elements after i (the queue stays in order); index access O(1). Sizes are
@@ -32,21 +33,14 @@ class MessageQueue {
  public:
   static constexpr uint32_t kMaxSize = uint32_t{1} << 31;
 
-  MessageQueue() = default;
+  MessageQueue() {}
   MessageQueue(const MessageQueue&) = delete;
   MessageQueue& operator=(const MessageQueue&) = delete;
-  MessageQueue(MessageQueue&& other) noexcept
-      : data_(std::exchange(other.data_, nullptr)),
-        head_(std::exchange(other.head_, 0)),
-        size_(std::exchange(other.size_, 0)),
-        capacity_(std::exchange(other.capacity_, 0)) {}
+  MessageQueue(MessageQueue&& other) noexcept { take(other); }
   MessageQueue& operator=(MessageQueue&& other) noexcept {
     if (this != &other) {
       clear();
-      data_ = std::exchange(other.data_, nullptr);
-      head_ = std::exchange(other.head_, 0);
-      size_ = std::exchange(other.size_, 0);
-      capacity_ = std::exchange(other.capacity_, 0);
+      take(other);
     }
     return *this;
   }
@@ -57,8 +51,8 @@ class MessageQueue {
   // Elements the array holds room for (0 when none is allocated).
   size_t capacity() const { return capacity_; }
 
-  T& operator[](size_t i) { return data_[slot(i)]; }
-  const T& operator[](size_t i) const { return data_[slot(i)]; }
+  T& operator[](size_t i) { return data()[slot(i)]; }
+  const T& operator[](size_t i) const { return data()[slot(i)]; }
   T& front() { return (*this)[0]; }
   T& back() { return (*this)[size_ - 1]; }
   const T& front() const { return (*this)[0]; }
@@ -67,7 +61,7 @@ class MessageQueue {
   void push_back(T value) {
     MAILBOX_ASSERT(size_ < kMaxSize, "a mailbox queue stays below its size limit");
     if (size_ == capacity_) grow();
-    new (&data_[slot(size_)]) T(std::move(value));
+    new (&data()[slot(size_)]) T(std::move(value));
     size_ += 1;
   }
 
@@ -77,7 +71,7 @@ class MessageQueue {
   void erase(size_t i) {
     MAILBOX_ASSERT(i < size_, "erase within the queue");
     if (i == 0) {
-      data_[head_].~T();
+      data()[head_].~T();
       head_ = (head_ + 1) & mask();
     } else {
       for (size_t j = i; j + 1 < size_; ++j) (*this)[j] = std::move((*this)[j + 1]);
@@ -93,10 +87,9 @@ class MessageQueue {
   }
 
   void clear() {
-    if (data_ == nullptr) return;
+    if (capacity_ == 0) return;
     for (size_t i = 0; i < size_; ++i) (*this)[i].~T();
-    ::operator delete(data_);
-    data_ = nullptr;
+    if (capacity_ > 1) ::operator delete(storage_.heap);
     head_ = 0;
     size_ = 0;
     capacity_ = 0;
@@ -145,24 +138,58 @@ class MessageQueue {
 
   void grow() { reallocate(capacity_ == 0 ? 1 : capacity_ * 2, capacity_); }
 
+  // Capacity 1 is the inline slot; more is a heap array.
+  T* data() { return capacity_ == 1 ? std::launder(reinterpret_cast<T*>(storage_.one)) : storage_.heap; }
+  const T* data() const {
+    return capacity_ == 1 ? std::launder(reinterpret_cast<const T*>(storage_.one)) : storage_.heap;
+  }
+
+  // Grows from the inline slot or shrinks to a smaller heap array (never
+  // back to the inline slot: only an empty queue starts there again).
   void reallocate(uint32_t new_capacity, uint32_t old_capacity) {
     MAILBOX_ASSERT(new_capacity >= size_ && (new_capacity & (new_capacity - 1)) == 0, "capacity: a power of two");
+    MAILBOX_ASSERT(old_capacity == capacity_ && (new_capacity > 1 || old_capacity == 0), "the inline slot comes first");
+    if (new_capacity == 1) {
+      capacity_ = 1;
+      head_ = 0;
+      return;
+    }
+    T* old = data();
     T* fresh = static_cast<T*>(::operator new(sizeof(T) * new_capacity));
     for (uint32_t i = 0; i < size_; ++i) {
-      T& from = data_[(head_ + i) & (old_capacity - 1)];
+      T& from = old[(head_ + i) & (old_capacity - 1)];
       new (&fresh[i]) T(std::move(from));
       from.~T();
     }
-    if (data_ != nullptr) ::operator delete(data_);
-    data_ = fresh;
+    if (old_capacity > 1) ::operator delete(storage_.heap);
+    storage_.heap = fresh;
     head_ = 0;
     capacity_ = new_capacity;
   }
 
-  T* data_ = nullptr;
+  // Takes other's elements; `this` is empty.
+  void take(MessageQueue& other) {
+    if (other.capacity_ == 1) {
+      if (other.size_ == 1) {
+        T& from = *other.data();
+        new (storage_.one) T(std::move(from));
+        from.~T();
+      }
+    } else {
+      storage_.heap = other.storage_.heap;
+    }
+    head_ = std::exchange(other.head_, 0);
+    size_ = std::exchange(other.size_, 0);
+    capacity_ = std::exchange(other.capacity_, 0);
+  }
+
+  union Storage {
+    T* heap;
+    alignas(T) unsigned char one[sizeof(T)];
+  } storage_;
   uint32_t head_ = 0;      // slot of element 0
   uint32_t size_ = 0;
-  uint32_t capacity_ = 0;  // slots of data_: 0 or a power of two
+  uint32_t capacity_ = 0;  // 0, 1 (the inline slot) or a power of two (the heap array)
 };
 
 }  // namespace mailbox

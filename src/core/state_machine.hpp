@@ -38,8 +38,8 @@
 // a heap), so finding what a sweep must do never scans every mailbox.
 //
 // Memory (issue #15 item 6, docs/BENCHMARKS.md "A million mailboxes"): a
-// mailbox of one small message costs a map node (name and `Mailbox`, 112
-// bytes with malloc's header), a one-slot message array (64), the body (one
+// mailbox of one small message costs a map node (name and `Mailbox`, the
+// message's metadata inline: 160 bytes with malloc's header), the body (one
 // block: 96 for 64 payload bytes) and a timer heap entry (16).
 //
 // Threads: not thread-safe. The replication loop thread owns it and is the
@@ -212,7 +212,7 @@ class StateMachine {
   uint64_t digest() const;
 
  private:
-  // 40 bytes: with its name, a 112-byte map node.
+  // 88 bytes (its first message inline): with its name, a 160-byte map node.
   struct Mailbox {
     MessageQueue<StoredMessage> messages;  // FIFO by id
     uint64_t bytes = 0;

@@ -116,6 +116,22 @@ TEST(MessageQueue, EraseInTheMiddleKeepsOrderAcrossTheWrap) {
   EXPECT_EQ(q.back(), "m9");
 }
 
+TEST(MessageQueue, MovesTheInlineElement) {
+  MessageQueue<std::unique_ptr<int>> a;
+  a.push_back(std::make_unique<int>(5));
+  EXPECT_EQ(a.capacity(), 1u);
+  MessageQueue<std::unique_ptr<int>> b = std::move(a);
+  EXPECT_TRUE(a.empty());
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(*b.front(), 5);
+  b.push_back(std::make_unique<int>(6));  // to the heap
+  EXPECT_EQ(b.capacity(), 2u);
+  EXPECT_EQ(*b.front(), 5);
+  EXPECT_EQ(*b.back(), 6);
+  a = std::move(b);
+  EXPECT_EQ(*a[1], 6);
+}
+
 TEST(MessageQueue, MovesOwnership) {
   MessageQueue<std::unique_ptr<int>> a;
   a.push_back(std::make_unique<int>(1));
