@@ -153,7 +153,7 @@ void StateMachine::release(BodyRef body) {
 
 StoredMessage& StateMachine::append(const std::string& name, StoredMessage message) {
   auto it = mailboxes_.find(name);
-  if (it == mailboxes_.end()) it = mailboxes_.emplace(name, Mailbox{}).first;
+  if (it == mailboxes_.end()) it = mailboxes_.emplace(MailboxName(name), Mailbox{}).first;
   Mailbox& box = it->second;
   const uint64_t size = message_bytes(message);
   box.bytes += size;
@@ -419,7 +419,7 @@ CommandResult StateMachine::apply_redrive(const RedriveCommand& redrive) {
 // leased past the delivery limit, moves to `dead` (never from a dead-letter
 // mailbox), or goes if it has expired meanwhile.
 void StateMachine::lease_ended(MailboxMap::iterator it, size_t index, std::vector<StoredMessage>* dead) {
-  const std::string& mailbox = it->first;
+  const std::string_view mailbox = it->first.view();
   Mailbox& box = it->second;
   StoredMessage& m = box.messages[index];
   m.lease_expires_at_ms = 0;
@@ -434,7 +434,7 @@ void StateMachine::lease_ended(MailboxMap::iterator it, size_t index, std::vecto
     // bounds recomputed by a sweep or a restore). Every replica must sweep
     // the same mailboxes whatever path its bounds took.
     lower_due(it, m.expires_at_ms);
-    woken_.push_back(mailbox);
+    woken_.emplace_back(mailbox);
   }
 }
 
@@ -445,7 +445,7 @@ void StateMachine::apply_sweep() {
   timers_.collect_due(clock_ms_, &due_nodes);
   std::vector<std::string> due;
   due.reserve(due_nodes.size());
-  for (const auto* node : due_nodes) due.push_back(node->first);
+  for (const auto* node : due_nodes) due.emplace_back(node->first.view());
   std::sort(due.begin(), due.end());
   std::vector<std::pair<std::string, StoredMessage>> dead;
   for (const auto& name : due) {
@@ -597,7 +597,7 @@ void StateMachine::list(const ListQuery& query, int64_t now_ms, const std::funct
     if (accept && !accept(name)) continue;
     MailboxStats s = stats(name, now_ms);
     if (s.messages == 0) continue;
-    out->push_back(ListedMailbox{it->first, s});
+    out->push_back(ListedMailbox{it->first.str(), s});
   }
 }
 
@@ -742,8 +742,8 @@ bool StateMachine::restore(std::string_view bytes) {
     if (!r.ok() || count > r.remaining() || count == 0 || count >= MessageQueue<StoredMessage>::kMaxSize) return false;
     // Snapshots list mailboxes in name order: each goes at the map's end,
     // with no search (the timer index is built below, once).
-    if (!fresh.mailboxes_.empty() && fresh.mailboxes_.rbegin()->first >= name) return false;
-    auto it = fresh.mailboxes_.emplace_hint(fresh.mailboxes_.end(), std::string(name), Mailbox{});
+    if (!fresh.mailboxes_.empty() && !(fresh.mailboxes_.rbegin()->first < name)) return false;
+    auto it = fresh.mailboxes_.emplace_hint(fresh.mailboxes_.end(), MailboxName(name), Mailbox{});
     Mailbox& box = it->second;
     for (uint64_t i = 0; i < count; ++i) {
       const uint64_t id = r.u64();

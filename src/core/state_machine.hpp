@@ -39,8 +39,9 @@
 //
 // Memory (issue #15 item 6, docs/BENCHMARKS.md "A million mailboxes"): a
 // mailbox of one small message costs a map node (name and `Mailbox`, the
-// message's metadata inline: 160 bytes with malloc's header), the body (one
-// block: 96 for 64 payload bytes) and a timer heap entry (16).
+// message's metadata inline: 144 bytes with malloc's header, for a name of
+// up to 15 bytes), the body (one block: 96 for 64 payload bytes) and a
+// timer heap entry (16).
 //
 // Threads: not thread-safe. The replication loop thread owns it and is the
 // only caller. Results hand out `BodyRef`s, which other threads may read
@@ -61,6 +62,7 @@
 #include "core/commands.hpp"
 #include "core/errors.hpp"
 #include "core/limits.hpp"
+#include "core/mailbox_name.hpp"
 #include "core/message_body.hpp"
 #include "core/message_queue.hpp"
 #include "core/timer_heap.hpp"
@@ -212,7 +214,7 @@ class StateMachine {
   uint64_t digest() const;
 
  private:
-  // 88 bytes (its first message inline): with its name, a 160-byte map node.
+  // 88 bytes (its first message inline): with its name, a 144-byte map node.
   struct Mailbox {
     MessageQueue<StoredMessage> messages;  // FIFO by id
     uint64_t bytes = 0;
@@ -222,7 +224,7 @@ class StateMachine {
     // put, lease and extend. Not in the heap: nothing due.
     uint32_t timer_position = UINT32_MAX;
   };
-  using MailboxMap = std::map<std::string, Mailbox, std::less<>>;
+  using MailboxMap = std::map<MailboxName, Mailbox, std::less<>>;
   struct TimerPosition {
     uint32_t& operator()(MailboxMap::value_type* node) const { return node->second.timer_position; }
   };

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/mailbox_name.hpp"
 #include "core/message_body.hpp"
 #include "core/message_queue.hpp"
 #include "core/timer_heap.hpp"
@@ -173,6 +174,36 @@ TEST(MessageQueue, MatchesDequeOnRandomScripts) {
       for (const auto& body : q) ASSERT_EQ(body.use_count(), 1u);
     }
   }
+}
+
+TEST(MailboxName, ShortNamesInlineLongOnesOnTheHeap) {
+  for (size_t size : {0, 1, 14, 15, 16, 40, 128}) {
+    const std::string text(size, 'n');
+    MailboxName name(text);
+    EXPECT_EQ(name.view(), text);
+    EXPECT_EQ(name.on_heap(), size > MailboxName::kInlineBytes);
+    MailboxName copy = name;
+    EXPECT_EQ(copy.view(), text);
+    MailboxName other("other");
+    other = name;
+    EXPECT_EQ(other.view(), text);
+    EXPECT_EQ(name.view(), text);
+  }
+}
+
+TEST(MailboxName, OrdersAsItsBytesAgainstNamesAndViews) {
+  std::map<MailboxName, int, std::less<>> map;
+  const std::vector<std::string> names{"b", "a", "alice", "alice.dlq", std::string(20, 'a'), "", "z" + std::string(30, '0')};
+  for (size_t i = 0; i < names.size(); ++i) map.emplace(MailboxName(names[i]), static_cast<int>(i));
+  std::vector<std::string> sorted = names;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<std::string> walked;
+  for (const auto& [name, i] : map) walked.push_back(name.str());
+  EXPECT_EQ(walked, sorted);
+  EXPECT_EQ(map.find(std::string_view("alice"))->second, 2);
+  EXPECT_EQ(map.find(std::string(20, 'a'))->second, 4);
+  EXPECT_EQ(map.lower_bound(std::string_view("alice."))->first.view(), "alice.dlq");
+  EXPECT_TRUE(map.find(std::string_view("nobody")) == map.end());
 }
 
 struct TimerNode {
