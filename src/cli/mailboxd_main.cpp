@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-deliveries", state_config.max_deliveries,
                  "leased deliveries before a message moves to <mailbox>.dlq")
       ->capture_default_str();
-  app.add_option("--snapshot-threshold", snapshot_threshold, "log entries between snapshots")->capture_default_str();
+  app.add_option("--snapshot-threshold", snapshot_threshold, "log entries between snapshots (at least; stored messages / 16 if more)")->capture_default_str();
   app.add_option("--snapshot-max-log-bytes", snapshot_max_log_bytes,
                  "log bytes after which a snapshot is taken (at most; a quarter of the state below that)")
       ->capture_default_str();

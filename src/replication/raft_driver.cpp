@@ -1250,7 +1250,13 @@ void RaftDriver::maybe_take_snapshot() {
   const uint64_t byte_limit = std::clamp<uint64_t>(state_->total_bytes() / 4, options_.min_snapshot_log_bytes,
                                                    std::max(options_.min_snapshot_log_bytes,
                                                             options_.snapshot_max_log_bytes));
-  if (log_entries_since_snapshot_ < options_.snapshot_threshold_entries && log_bytes_since_snapshot_ < byte_limit) {
+  // A snapshot walks the whole state: with a large one (a million
+  // mailboxes), taking it every few thousand small entries would cost the
+  // loop more than the entries do. The entry threshold grows with the
+  // state; the byte limit still bounds the log held in memory.
+  const uint64_t entry_limit = std::max<uint64_t>(
+      options_.snapshot_threshold_entries, state_->total_messages() / limits::kSnapshotMessagesPerLogEntry);
+  if (log_entries_since_snapshot_ < entry_limit && log_bytes_since_snapshot_ < byte_limit) {
     return;
   }
   const auto started = std::chrono::steady_clock::now();

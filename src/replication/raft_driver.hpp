@@ -62,7 +62,8 @@ struct DriverOptions {
   // Entries in flight to each follower (libraft's pipelining window).
   unsigned max_inflight_entries = 64;
   // A snapshot is taken when the log since the last one holds this many
-  // entries, or more bytes than a quarter of the state (clamped to
+  // entries (or stored messages / limits::kSnapshotMessagesPerLogEntry, if
+  // more), or more bytes than a quarter of the state (clamped to
   // [min_snapshot_log_bytes, snapshot_max_log_bytes]).
   unsigned snapshot_threshold_entries = 8192;
   uint64_t min_snapshot_log_bytes = 32ULL << 20;

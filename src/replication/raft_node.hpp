@@ -68,7 +68,8 @@ struct RaftNodeOptions {
   unsigned election_timeout_ms = 1000;
   unsigned heartbeat_timeout_ms = 100;
   // A snapshot is taken when the log since the last one holds this many
-  // entries, or more bytes than a quarter of the state (clamped to
+  // entries (or stored messages / 16, if more: limits::
+  // kSnapshotMessagesPerLogEntry), or more bytes than a quarter of the state (clamped to
   // [min_snapshot_log_bytes, snapshot_max_log_bytes]), whichever comes first.
   unsigned snapshot_threshold_entries = 8192;
   uint64_t min_snapshot_log_bytes = 32ULL << 20;
