@@ -72,7 +72,7 @@ struct RaftNodeOptions {
   // kSnapshotMessagesPerLogEntry), or more bytes than a quarter of the state (clamped to
   // [min_snapshot_log_bytes, snapshot_max_log_bytes]), whichever comes first.
   unsigned snapshot_threshold_entries = 8192;
-  uint64_t min_snapshot_log_bytes = 32ULL << 20;
+  uint64_t min_snapshot_log_bytes = 16ULL << 20;
   uint64_t snapshot_max_log_bytes = 256ULL << 20;
   // Log kept after a snapshot, so that a follower a little behind catches
   // up by entries rather than a snapshot install: about
