@@ -5,8 +5,8 @@
 # kills -9, restarts and times until stats answers, measures RSS again.
 set -u
 BIN=$1; DATA=$2; LABEL=$3; COUNT=${4:-1000000}
-FILL=${MAILBOX_BUILD_DIR:-build}/mailbox-fill
-CLI=${MAILBOX_BUILD_DIR:-build}/mailbox
+FILL=${MAILBOX_BUILD_DIR:-$1}/mailbox-fill
+CLI=${MAILBOX_BUILD_DIR:-$1}/mailbox
 rm -rf $DATA; mkdir -p $DATA
 $BIN/mailboxd --data-dir $DATA/d --listen tcp/127.0.0.1:17480 --raft-address 127.0.0.1:17481 > $DATA/log1 2>&1 &
 PID=$!

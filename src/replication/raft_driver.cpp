@@ -140,7 +140,26 @@ Status RaftDriver::start(DurableState durable) {
   if (durable.has_snapshot) {
     const bool covers = !entries.empty() && first <= snapshot_index && snapshot_index <= last;
     if (covers && entries[snapshot_index - first].term == snapshot_term) {
-      // The log holds the snapshot's last entry: keep it all (the older part is trailing log).
+      // The log holds the snapshot's last entry; the older part is trailing
+      // log. Keep in memory only the share a snapshot keeps (as before the
+      // restart): the disk, cut a segment at a time, may hold far more.
+      const uint64_t budget = std::min<uint64_t>(options_.snapshot_trailing_bytes,
+                                                 durable.snapshot.data_bytes / limits::kTrailingLogSnapshotFraction);
+      const size_t at_snapshot = static_cast<size_t>(snapshot_index - first);
+      size_t kept = 0;
+      uint64_t bytes = 0;
+      for (size_t j = at_snapshot + 1; j-- > 0;) {
+        bytes += entries[j].payload.size();
+        const bool within = kept < options_.snapshot_trailing_entries ||
+                            (bytes <= budget && kept < limits::kMaxTrailingEntries);
+        if (!within) break;
+        kept += 1;
+      }
+      const size_t drop = at_snapshot + 1 - kept;
+      if (drop > 0) {
+        entries.erase(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(drop));
+        first += drop;
+      }
     } else if (first == snapshot_index + 1 || (entries.empty() && first <= snapshot_index + 1)) {
       // It starts right after the snapshot (or is empty).
     } else if (first > snapshot_index + 1) {
