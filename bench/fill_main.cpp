@@ -1,6 +1,8 @@
 // mailbox-fill: puts N acknowledged messages of a given size into one mailbox
-// with a window of queries in flight, then prints the rate. Used by the
-// benchmarks in docs/BENCHMARKS.md to build large states quickly.
+// (or round-robin into `--mailboxes` mailboxes named `<mailbox>-<i>`, the
+// same names `mailbox bench --mailboxes` uses) with a window of queries in
+// flight, then prints the rate. Used by the benchmarks in docs/BENCHMARKS.md
+// to build large states quickly.
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
@@ -20,12 +22,16 @@ int main(int argc, char** argv) {
   uint64_t count = 100000;
   size_t size_bytes = 1024;
   size_t window = 256;
+  uint64_t mailboxes = 1;
   app.add_option("--connect", connect)->capture_default_str();
   app.add_option("--prefix", prefix)->capture_default_str();
   app.add_option("--mailbox", box)->capture_default_str();
   app.add_option("--count", count)->capture_default_str();
   app.add_option("--size", size_bytes, "payload bytes")->capture_default_str();
   app.add_option("--window", window, "queries in flight")->capture_default_str();
+  app.add_option("--mailboxes", mailboxes, "spread the puts round-robin over this many mailboxes")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
 
   std::string error;
@@ -35,7 +41,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string payload(size_bytes, 'x');
-  const std::string selector = prefix + "/" + box + "/put";
+  auto selector_of = [&](uint64_t i) {
+    const std::string name = mailboxes <= 1 ? box : box + "-" + std::to_string(i % mailboxes);
+    return prefix + "/" + name + "/put";
+  };
   std::mutex mutex;
   std::condition_variable cv;
   size_t in_flight = 0;
@@ -52,7 +61,7 @@ int main(int argc, char** argv) {
     options.timeout_ms = 60000;
     auto got_ok = std::make_shared<bool>(false);
     session->get(
-        selector, options, [got_ok](const mailbox::zenoh::Reply& r) { *got_ok = r.ok; },
+        selector_of(i), options, [got_ok](const mailbox::zenoh::Reply& r) { *got_ok = r.ok; },
         [&, got_ok] {
           (*got_ok ? ok : failed).fetch_add(1);
           std::lock_guard<std::mutex> lock(mutex);

@@ -72,6 +72,16 @@ inline constexpr size_t kMaxRidBytes = 128;
 
 // Most log entries kept after a snapshot (RaftNodeOptions::snapshot_trailing_bytes).
 inline constexpr unsigned kMaxTrailingEntries = 65536;
+// The log kept after a snapshot is at most the snapshot's size divided by
+// this (and at most snapshot_trailing_bytes): a follower further behind
+// than that catches up about as cheaply from the snapshot, and a small
+// state (a million one-message mailboxes) does not keep 64 MiB of log in
+// memory for it.
+inline constexpr uint64_t kTrailingLogSnapshotFraction = 8;
+// A snapshot is taken after at least (stored messages / this) log entries
+// (and at least DriverOptions::snapshot_threshold_entries), so the cost of
+// walking a large state is spread over proportionally many entries.
+inline constexpr uint64_t kSnapshotMessagesPerLogEntry = 16;
 
 // Replication batching: commands packed into one Raft log entry.
 inline constexpr size_t kMaxCommandsPerEntry = 4096;

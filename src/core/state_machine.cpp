@@ -129,56 +129,55 @@ void StateMachine::forget_dedup_front() {
   dedup_order_.pop_front();
 }
 
-StoredMessage StateMachine::make_message(std::shared_ptr<const MessageBody> body) {
+StoredMessage StateMachine::make_message(BodyRef body) {
   StoredMessage m;
-  m.encoding_id = intern_encoding(body->encoding);
-  m.payload_data = body->payload.data();
-  m.payload_bytes = body->payload.size();
+  m.encoding_id = intern_encoding(body->encoding());
+  m.payload_bytes = static_cast<uint32_t>(body->payload().size());
   m.body = std::move(body);
   return m;
 }
 
-uint32_t StateMachine::intern_encoding(const std::string& encoding) {
+uint32_t StateMachine::intern_encoding(std::string_view encoding) {
   auto it = encoding_ids_.find(encoding);
   if (it != encoding_ids_.end()) return it->second;
   if (encodings_.size() >= limits::kMaxInternedEncodings) return kEncodingNotInterned;
   const auto id = static_cast<uint32_t>(encodings_.size());
-  encodings_.push_back(encoding);
-  encoding_ids_.emplace(encoding, id);
+  encodings_.emplace_back(encoding);
+  encoding_ids_.emplace(std::string(encoding), id);
   return id;
 }
 
-void StateMachine::release(std::shared_ptr<const MessageBody> body) {
+void StateMachine::release(BodyRef body) {
   if (pinned_) graveyard_.push_back(std::move(body));
 }
 
 StoredMessage& StateMachine::append(const std::string& name, StoredMessage message) {
   auto it = mailboxes_.find(name);
-  if (it == mailboxes_.end()) it = mailboxes_.emplace(name, Mailbox{}).first;
+  if (it == mailboxes_.end()) it = mailboxes_.emplace(MailboxName(name), Mailbox{}).first;
   Mailbox& box = it->second;
   const uint64_t size = message_bytes(message);
   box.bytes += size;
-  box.next_expiry_bound_ms = std::min(box.next_expiry_bound_ms, message.expires_at_ms);
-  if (message.lease_expires_at_ms != 0) {
-    box.next_lease_end_bound_ms = std::min(box.next_lease_end_bound_ms, message.lease_expires_at_ms);
-  }
+  // A leased or delayed message is due when its hidden time ends, else
+  // when it expires.
+  lower_due(it, message.lease_expires_at_ms != 0 ? std::min(message.lease_expires_at_ms, message.expires_at_ms)
+                                                 : message.expires_at_ms);
   total_bytes_ += size;
   total_messages_ += 1;
   box.messages.push_back(std::move(message));
-  reindex(it);
   return box.messages.back();
 }
 
-void StateMachine::reindex(MailboxMap::iterator it) {
-  Mailbox& box = it->second;
-  const int64_t due = std::min(box.next_expiry_bound_ms, box.next_lease_end_bound_ms);
-  if (due == box.indexed_due_ms) return;
-  if (box.indexed_due_ms != INT64_MAX) {
-    const size_t erased = due_index_.erase({box.indexed_due_ms, std::string_view(it->first)});
-    MAILBOX_ASSERT(erased == 1, "an indexed mailbox is in the timer index");
+void StateMachine::lower_due(MailboxMap::iterator it, int64_t due_ms) {
+  MailboxMap::value_type* node = &*it;
+  if (!timers_.contains(node) || due_ms < timers_.due_of(node)) set_due(it, due_ms);
+}
+
+void StateMachine::set_due(MailboxMap::iterator it, int64_t due_ms) {
+  if (due_ms == INT64_MAX) {
+    timers_.erase(&*it);
+  } else {
+    timers_.set(&*it, due_ms);
   }
-  if (due != INT64_MAX) due_index_.emplace(due, std::string_view(it->first));
-  box.indexed_due_ms = due;
 }
 
 CommandResult StateMachine::apply_put(const PutCommand& put) {
@@ -191,7 +190,7 @@ CommandResult StateMachine::apply_put(const PutCommand& put) {
   auto it = mailboxes_.find(put.mailbox);
   const uint64_t box_messages = it == mailboxes_.end() ? 0 : it->second.messages.size();
   const uint64_t box_bytes = it == mailboxes_.end() ? 0 : it->second.bytes;
-  if (box_messages + 1 > config_.max_messages_per_mailbox) {
+  if (box_messages + 1 > max_messages_per_mailbox()) {
     result.status = Status::error(ErrorCode::kQuotaExceeded, "mailbox holds its maximum number of messages");
   } else if (box_bytes + size > config_.max_bytes_per_mailbox) {
     result.status = Status::error(ErrorCode::kQuotaExceeded, "mailbox holds its maximum number of bytes");
@@ -201,7 +200,7 @@ CommandResult StateMachine::apply_put(const PutCommand& put) {
     result.status = Status::error(ErrorCode::kQuotaExceeded, "the service holds its maximum number of messages");
   }
   if (!result.status.is_ok()) return result;
-  StoredMessage m = make_message(std::make_shared<const MessageBody>(MessageBody{put.encoding, put.payload}));
+  StoredMessage m = make_message(MessageBody::make(put.encoding, put.payload));
   m.id = next_id_++;
   m.enqueued_at_ms = clock_ms_;
   if (put.delay_ms > 0) {
@@ -248,8 +247,7 @@ CommandResult StateMachine::apply_consume(const ConsumeCommand& consume) {
       m.deliveries += 1;
       if (consume.lease_ms > 0) {
         m.lease_expires_at_ms = clock_ms_ + consume.lease_ms;
-        box.next_lease_end_bound_ms = std::min(box.next_lease_end_bound_ms, m.lease_expires_at_ms);
-        reindex(it);
+        lower_due(it, m.lease_expires_at_ms);
         result.messages.push_back(
             DeliveredMessage{consume.mailbox, m.id, m.enqueued_at_ms, m.deliveries, m.lease_expires_at_ms, m.body});
         ++i;
@@ -264,11 +262,19 @@ CommandResult StateMachine::apply_consume(const ConsumeCommand& consume) {
   return result;
 }
 
-std::deque<StoredMessage>::iterator StateMachine::find_message(Mailbox& box, uint64_t id) {
-  auto pos = std::lower_bound(box.messages.begin(), box.messages.end(), id,
-                              [](const StoredMessage& m, uint64_t v) { return m.id < v; });
-  if (pos != box.messages.end() && pos->id == id) return pos;
-  return box.messages.end();
+size_t StateMachine::find_message(const Mailbox& box, uint64_t id) {
+  // Binary search: a mailbox is FIFO by id.
+  size_t low = 0;
+  size_t high = box.messages.size();
+  while (low < high) {
+    const size_t mid = low + (high - low) / 2;
+    if (box.messages[mid].id < id) {
+      low = mid + 1;
+    } else {
+      high = mid;
+    }
+  }
+  return low < box.messages.size() && box.messages[low].id == id ? low : kNotFound;
 }
 
 namespace {
@@ -283,9 +289,9 @@ CommandResult StateMachine::apply_ack(const AckCommand& ack) {
   CommandResult result;
   auto it = mailboxes_.find(ack.mailbox);
   if (it != mailboxes_.end()) {
-    auto pos = find_message(it->second, ack.id);
-    if (pos != it->second.messages.end() && holds_lease(*pos, clock_ms_)) {
-      erase_at(it->second, static_cast<size_t>(pos - it->second.messages.begin()));
+    const size_t pos = find_message(it->second, ack.id);
+    if (pos != kNotFound && holds_lease(it->second.messages[pos], clock_ms_)) {
+      erase_at(it->second, pos);
       erase_if_empty(it);
       return result;
     }
@@ -299,10 +305,10 @@ CommandResult StateMachine::apply_nack(const NackCommand& nack) {
   auto it = mailboxes_.find(nack.mailbox);
   if (it != mailboxes_.end()) {
     Mailbox& box = it->second;
-    auto pos = find_message(box, nack.id);
-    if (pos != box.messages.end() && holds_lease(*pos, clock_ms_)) {
+    const size_t pos = find_message(box, nack.id);
+    if (pos != kNotFound && holds_lease(box.messages[pos], clock_ms_)) {
       std::vector<StoredMessage> dead;
-      lease_ended(nack.mailbox, box, static_cast<size_t>(pos - box.messages.begin()), &dead);
+      lease_ended(it, pos, &dead);
       for (auto& m : dead) {
         m.id = next_id_++;
         append(dead_letter_mailbox(nack.mailbox), std::move(m));
@@ -320,12 +326,12 @@ CommandResult StateMachine::apply_extend(const ExtendCommand& extend) {
   auto it = mailboxes_.find(extend.mailbox);
   if (it != mailboxes_.end()) {
     Mailbox& box = it->second;
-    auto pos = find_message(box, extend.id);
-    if (pos != box.messages.end() && holds_lease(*pos, clock_ms_)) {
-      pos->lease_expires_at_ms = clock_ms_ + extend.lease_ms;
-      box.next_lease_end_bound_ms = std::min(box.next_lease_end_bound_ms, pos->lease_expires_at_ms);
-      reindex(it);
-      result.lease_expires_at_ms = pos->lease_expires_at_ms;
+    const size_t pos = find_message(box, extend.id);
+    if (pos != kNotFound && holds_lease(box.messages[pos], clock_ms_)) {
+      StoredMessage& m = box.messages[pos];
+      m.lease_expires_at_ms = clock_ms_ + extend.lease_ms;
+      lower_due(it, m.lease_expires_at_ms);
+      result.lease_expires_at_ms = m.lease_expires_at_ms;
       return result;
     }
   }
@@ -366,7 +372,7 @@ CommandResult StateMachine::apply_redrive(const RedriveCommand& redrive) {
   uint64_t dst_messages = dst_it == mailboxes_.end() ? 0 : dst_it->second.messages.size();
   uint64_t dst_bytes = dst_it == mailboxes_.end() ? 0 : dst_it->second.bytes;
   Mailbox& src = src_it->second;
-  std::deque<StoredMessage> kept;
+  MessageQueue<StoredMessage> kept;
   std::vector<StoredMessage> moving;
   bool full = false;
   for (auto& m : src.messages) {
@@ -378,7 +384,7 @@ CommandResult StateMachine::apply_redrive(const RedriveCommand& redrive) {
       total_bytes_ -= size;
       total_messages_ -= 1;
       release(std::move(m.body));
-    } else if (dst_messages + 1 > config_.max_messages_per_mailbox ||
+    } else if (dst_messages + 1 > max_messages_per_mailbox() ||
                dst_bytes + size > config_.max_bytes_per_mailbox) {
       full = true;
       kept.push_back(std::move(m));
@@ -412,8 +418,9 @@ CommandResult StateMachine::apply_redrive(const RedriveCommand& redrive) {
 // nacked; or its delay is over): the message becomes visible (again), or,
 // leased past the delivery limit, moves to `dead` (never from a dead-letter
 // mailbox), or goes if it has expired meanwhile.
-void StateMachine::lease_ended(const std::string& mailbox, Mailbox& box, size_t index,
-                               std::vector<StoredMessage>* dead) {
+void StateMachine::lease_ended(MailboxMap::iterator it, size_t index, std::vector<StoredMessage>* dead) {
+  const std::string_view mailbox = it->first.view();
+  Mailbox& box = it->second;
   StoredMessage& m = box.messages[index];
   m.lease_expires_at_ms = 0;
   if (m.expires_at_ms <= clock_ms_) {
@@ -426,25 +433,26 @@ void StateMachine::lease_ended(const std::string& mailbox, Mailbox& box, size_t 
     // Visible again: its expiry counts now (a leased message's did not, in
     // bounds recomputed by a sweep or a restore). Every replica must sweep
     // the same mailboxes whatever path its bounds took.
-    box.next_expiry_bound_ms = std::min(box.next_expiry_bound_ms, m.expires_at_ms);
-    woken_.push_back(mailbox);
+    lower_due(it, m.expires_at_ms);
+    woken_.emplace_back(mailbox);
   }
 }
 
 void StateMachine::apply_sweep() {
   // The due mailboxes, from the timer index, in name order (the order every
   // version of the state machine sweeps them in).
+  std::vector<MailboxMap::value_type*> due_nodes;
+  timers_.collect_due(clock_ms_, &due_nodes);
   std::vector<std::string> due;
-  for (auto entry = due_index_.begin(); entry != due_index_.end() && entry->first <= clock_ms_; ++entry) {
-    due.emplace_back(entry->second);
-  }
+  due.reserve(due_nodes.size());
+  for (const auto* node : due_nodes) due.emplace_back(node->first.view());
   std::sort(due.begin(), due.end());
   std::vector<std::pair<std::string, StoredMessage>> dead;
   for (const auto& name : due) {
     auto it = mailboxes_.find(name);
     MAILBOX_ASSERT(it != mailboxes_.end(), "an indexed mailbox exists");
     std::vector<StoredMessage> dead_here;
-    sweep_mailbox(it->first, it->second, &dead_here);
+    sweep_mailbox(it, &dead_here);
     for (auto& m : dead_here) dead.emplace_back(dead_letter_mailbox(it->first), std::move(m));
     erase_if_empty(it);
   }
@@ -455,7 +463,8 @@ void StateMachine::apply_sweep() {
   }
 }
 
-void StateMachine::sweep_mailbox(const std::string& name, Mailbox& box, std::vector<StoredMessage>* dead) {
+void StateMachine::sweep_mailbox(MailboxMap::iterator it, std::vector<StoredMessage>* dead) {
+  Mailbox& box = it->second;
   int64_t next_expiry = INT64_MAX;
   int64_t next_lease_end = INT64_MAX;
   size_t i = 0;
@@ -463,7 +472,7 @@ void StateMachine::sweep_mailbox(const std::string& name, Mailbox& box, std::vec
     StoredMessage& m = box.messages[i];
     if (m.lease_expires_at_ms != 0 && m.lease_expires_at_ms <= clock_ms_) {
       const size_t before = box.messages.size();
-      lease_ended(name, box, i, dead);
+      lease_ended(it, i, dead);
       if (box.messages.size() < before) continue;  // dropped or dead-lettered
     }
     if (m.lease_expires_at_ms > clock_ms_) {
@@ -477,8 +486,7 @@ void StateMachine::sweep_mailbox(const std::string& name, Mailbox& box, std::vec
     }
     ++i;
   }
-  box.next_expiry_bound_ms = next_expiry;
-  box.next_lease_end_bound_ms = next_lease_end;
+  set_due(it, std::min(next_expiry, next_lease_end));
 }
 
 void StateMachine::erase_at(Mailbox& box, size_t index) {
@@ -489,18 +497,14 @@ void StateMachine::erase_at(Mailbox& box, size_t index) {
   total_bytes_ -= size;
   total_messages_ -= 1;
   release(std::move(box.messages[index].body));
-  box.messages.erase(box.messages.begin() + static_cast<std::ptrdiff_t>(index));
+  box.messages.erase(index);
 }
 
 void StateMachine::erase_if_empty(MailboxMap::iterator it) {
   if (it->second.messages.empty()) {
     MAILBOX_ASSERT(it->second.bytes == 0, "an empty mailbox holds no bytes");
-    it->second.next_expiry_bound_ms = INT64_MAX;
-    it->second.next_lease_end_bound_ms = INT64_MAX;
-    reindex(it);  // out of the timer index before its key goes
+    set_due(it, INT64_MAX);  // out of the timer index before its key goes
     mailboxes_.erase(it);
-  } else {
-    reindex(it);
   }
 }
 
@@ -593,12 +597,12 @@ void StateMachine::list(const ListQuery& query, int64_t now_ms, const std::funct
     if (accept && !accept(name)) continue;
     MailboxStats s = stats(name, now_ms);
     if (s.messages == 0) continue;
-    out->push_back(ListedMailbox{it->first, s});
+    out->push_back(ListedMailbox{it->first.str(), s});
   }
 }
 
 int64_t StateMachine::next_sweep_due_ms() const {
-  return due_index_.empty() ? INT64_MAX : due_index_.begin()->first;
+  return timers_.min_due_ms();
 }
 
 // ------------------------------------------------------------------ snapshot
@@ -632,7 +636,7 @@ StateMachine::SnapshotParts StateMachine::pin_snapshot() {
   for (const auto& e : encodings_) w.bytes(e);
   auto write_body = [&](uint32_t encoding_id, const char* data, size_t size, const MessageBody& body_if_needed) {
     w.varint(encoding_id == kEncodingNotInterned ? 0 : uint64_t{encoding_id} + 1);
-    if (encoding_id == kEncodingNotInterned) w.bytes(body_if_needed.encoding);
+    if (encoding_id == kEncodingNotInterned) w.bytes(body_if_needed.encoding());
     w.varint(size);
     parts.payloads.emplace_back(data, size);
   };
@@ -646,7 +650,7 @@ StateMachine::SnapshotParts StateMachine::pin_snapshot() {
       w.i64(m.expires_at_ms);
       w.i64(m.lease_expires_at_ms);
       w.u32(m.deliveries);
-      write_body(m.encoding_id, m.payload_data, m.payload_bytes, *m.body);
+      write_body(m.encoding_id, MessageBody::payload_data_of(m.body.get()), m.payload_bytes, *m.body);
     }
   }
   w.varint(dedup_order_.size());
@@ -666,7 +670,7 @@ StateMachine::SnapshotParts StateMachine::pin_snapshot() {
       w.i64(m.enqueued_at_ms);
       w.u32(m.deliveries);
       w.i64(m.lease_expires_at_ms);
-      write_body(kEncodingNotInterned, m.body->payload.data(), m.body->payload.size(), *m.body);
+      write_body(kEncodingNotInterned, m.body->payload().data(), m.body->payload().size(), *m.body);
     }
   }
   w.varint(publications_order_.size());
@@ -715,24 +719,32 @@ bool StateMachine::restore(std::string_view bytes) {
     if (!r.ok() || fresh.encoding_ids_.count(e)) return false;
     fresh.intern_encoding(e);
   }
-  auto read_body = [&]() -> std::shared_ptr<const MessageBody> {
+  auto read_body = [&]() -> BodyRef {
     const uint64_t tag = r.varint();
-    std::string encoding;
-    if (tag == 0) encoding = std::string(r.bytes());
+    std::string_view encoding;
+    if (tag == 0) encoding = r.bytes();
     else if (tag <= fresh.encodings_.size()) encoding = fresh.encodings_[tag - 1];
     else return nullptr;
     const uint64_t size = r.varint();
-    if (!r.ok() || size > payloads.size()) return nullptr;
-    auto body = std::make_shared<const MessageBody>(MessageBody{std::move(encoding), std::string(payloads.substr(0, size))});
+    if (!r.ok() || size > payloads.size() || size > limits::kMaxPayloadBytesCeiling ||
+        encoding.size() > limits::kMaxEncodingBytes) {
+      return nullptr;
+    }
+    BodyRef body = MessageBody::make(encoding, payloads.substr(0, size));
     payloads.remove_prefix(size);
     return body;
   };
   const uint64_t box_count = r.varint();
   if (!r.ok() || box_count > r.remaining()) return false;
   for (uint64_t b = 0; b < box_count; ++b) {
-    std::string name(r.bytes());
+    const std::string_view name = r.bytes();
     const uint64_t count = r.varint();
-    if (!r.ok() || count > r.remaining() || count == 0) return false;
+    if (!r.ok() || count > r.remaining() || count == 0 || count >= MessageQueue<StoredMessage>::kMaxSize) return false;
+    // Snapshots list mailboxes in name order: each goes at the map's end,
+    // with no search (the timer index is built below, once).
+    if (!fresh.mailboxes_.empty() && !(fresh.mailboxes_.rbegin()->first < name)) return false;
+    auto it = fresh.mailboxes_.emplace_hint(fresh.mailboxes_.end(), MailboxName(name), Mailbox{});
+    Mailbox& box = it->second;
     for (uint64_t i = 0; i < count; ++i) {
       const uint64_t id = r.u64();
       const int64_t enqueued = r.i64();
@@ -747,7 +759,11 @@ bool StateMachine::restore(std::string_view bytes) {
       m.expires_at_ms = expires;
       m.lease_expires_at_ms = lease;
       m.deliveries = deliveries;
-      fresh.append(name, std::move(m));
+      if (!box.messages.empty() && box.messages.back().id >= id) return false;  // FIFO by id
+      box.bytes += m.payload_bytes;
+      fresh.total_bytes_ += m.payload_bytes;
+      fresh.total_messages_ += 1;
+      box.messages.push_back(std::move(m));
     }
   }
   const uint64_t dedup_count = r.varint();
@@ -789,18 +805,13 @@ bool StateMachine::restore(std::string_view bytes) {
   }
   if (!r.ok() || !r.at_end() || !payloads.empty()) return false;
   // Bounds are recomputed exactly, and the timer index with them.
+  fresh.timers_.reserve(fresh.mailboxes_.size());
   for (auto it = fresh.mailboxes_.begin(); it != fresh.mailboxes_.end(); ++it) {
-    Mailbox& box = it->second;
-    box.next_expiry_bound_ms = INT64_MAX;
-    box.next_lease_end_bound_ms = INT64_MAX;
-    for (const auto& m : box.messages) {
-      if (m.lease_expires_at_ms != 0) {
-        box.next_lease_end_bound_ms = std::min(box.next_lease_end_bound_ms, m.lease_expires_at_ms);
-      } else {
-        box.next_expiry_bound_ms = std::min(box.next_expiry_bound_ms, m.expires_at_ms);
-      }
+    int64_t due = INT64_MAX;
+    for (const auto& m : it->second.messages) {
+      due = std::min(due, m.lease_expires_at_ms != 0 ? m.lease_expires_at_ms : m.expires_at_ms);
     }
-    fresh.reindex(it);
+    fresh.set_due(it, due);
   }
   // A pinned snapshot of the old state must keep its payloads alive.
   if (pinned_) {
@@ -837,8 +848,8 @@ uint64_t StateMachine::digest() const {
       f.add(m.expires_at_ms);
       f.add(m.lease_expires_at_ms);
       f.add(static_cast<uint64_t>(m.deliveries));
-      f.add(m.body->encoding);
-      f.add(m.body->payload);
+      f.add(m.body->encoding());
+      f.add(m.body->payload());
     }
   }
   for (const auto& [time, key] : dedup_order_) {
@@ -854,8 +865,8 @@ uint64_t StateMachine::digest() const {
       f.add(m.id);
       f.add(static_cast<uint64_t>(m.deliveries));
       f.add(m.lease_expires_at_ms);
-      f.add(m.body->encoding);
-      f.add(m.body->payload);
+      f.add(m.body->encoding());
+      f.add(m.body->payload());
     }
   }
   for (const auto& [time, id] : publications_order_) {

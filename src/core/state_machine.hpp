@@ -33,21 +33,27 @@
 // ordinary message. When it ends, a lease makes the message visible again
 // (or dead-letters it); a delay makes it visible.
 //
-// Timers: each mailbox keeps lower bounds of its next expiry and next end of
-// a hidden time; the state indexes mailboxes by the earlier of the two
-// (`due_index_`), so finding what a sweep must do never scans every mailbox.
+// Timers: each mailbox has a due time, a lower bound of its next expiry and
+// next end of a hidden time; the state indexes mailboxes by it (`timers_`,
+// a heap), so finding what a sweep must do never scans every mailbox.
+//
+// Memory (issue #15 item 6, docs/BENCHMARKS.md "A million mailboxes"): a
+// mailbox of one small message costs a map node (name and `Mailbox`, the
+// message's metadata inline: 144 bytes with malloc's header, for a name of
+// up to 15 bytes), the body (one block: 96 for 64 payload bytes) and a
+// timer heap entry (16).
 //
 // Threads: not thread-safe. The replication loop thread owns it and is the
-// only caller. Results hand out `std::shared_ptr<const MessageBody>`, which
-// other threads may read after the call returns: bodies are immutable.
+// only caller. Results hand out `BodyRef`s, which other threads may read
+// and drop after the call returns: bodies are immutable.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -56,28 +62,26 @@
 #include "core/commands.hpp"
 #include "core/errors.hpp"
 #include "core/limits.hpp"
+#include "core/mailbox_name.hpp"
+#include "core/message_body.hpp"
+#include "core/message_queue.hpp"
+#include "core/timer_heap.hpp"
 
 namespace mailbox {
 
-// The immutable part of a message, shared between the state and replies.
-struct MessageBody {
-  std::string encoding;
-  std::string payload;
-};
-
-// A message as stored in a mailbox. `payload_data`, `payload_bytes` and
+// A message as stored in a mailbox (56 bytes). `payload_bytes` and
 // `encoding_id` repeat what the body holds so that a snapshot can walk the
-// mailboxes without touching (cache-missing on) every body.
+// mailboxes without touching (cache-missing on) every body; the payload
+// itself is at a fixed offset from the body (MessageBody::payload_data_of).
 struct StoredMessage {
   uint64_t id = 0;
   int64_t enqueued_at_ms = 0;
   int64_t expires_at_ms = 0;
   int64_t lease_expires_at_ms = 0;  // 0: not hidden; leased (deliveries > 0) or delayed (deliveries == 0) until then
-  uint32_t deliveries = 0;          // deliveries so far
-  uint32_t encoding_id = 0;         // into the state's interned encodings
-  const char* payload_data = nullptr;
-  size_t payload_bytes = 0;
-  std::shared_ptr<const MessageBody> body;
+  BodyRef body;
+  uint32_t deliveries = 0;     // deliveries so far
+  uint32_t encoding_id = 0;    // into the state's interned encodings
+  uint32_t payload_bytes = 0;  // body->payload().size()
 };
 
 // A message handed to a client.
@@ -87,7 +91,7 @@ struct DeliveredMessage {
   int64_t enqueued_at_ms = 0;
   uint32_t deliveries = 0;          // including this delivery for a consume
   int64_t lease_expires_at_ms = 0;  // 0 unless leased by this consume
-  std::shared_ptr<const MessageBody> body;
+  BodyRef body;
 };
 
 // The result of one command, in the order of the entry's commands.
@@ -215,17 +219,22 @@ class StateMachine {
   uint64_t digest() const;
 
  private:
+  // 88 bytes (its first message inline): with its name, a 144-byte map node.
   struct Mailbox {
-    std::deque<StoredMessage> messages;  // FIFO by id
+    MessageQueue<StoredMessage> messages;  // FIFO by id
     uint64_t bytes = 0;
-    // Lower bounds for the next expiry / lease end in this mailbox; exact
-    // after a sweep of it, lowered by every put and lease.
-    int64_t next_expiry_bound_ms = INT64_MAX;
-    int64_t next_lease_end_bound_ms = INT64_MAX;
-    // The key of this mailbox in `due_index_` (INT64_MAX: not in it).
-    int64_t indexed_due_ms = INT64_MAX;
+    // Its entry in `timers_`, whose time is a lower bound of the earlier of
+    // its next expiry (of a visible message) and its next end of a hidden
+    // time (lease or delay): exact after a sweep of it, lowered by every
+    // put, lease and extend. Not in the heap: nothing due.
+    uint32_t timer_position = UINT32_MAX;
   };
-  using MailboxMap = std::map<std::string, Mailbox, std::less<>>;
+  using MailboxMap = std::map<MailboxName, Mailbox, std::less<>>;
+  struct TimerPosition {
+    uint32_t& operator()(MailboxMap::value_type* node) const { return node->second.timer_position; }
+  };
+  using Timers = TimerHeap<MailboxMap::value_type, TimerPosition>;
+  static_assert(Timers::kAbsent == UINT32_MAX, "a new mailbox is not in the timer heap");
   struct DedupRecord {
     int64_t recorded_at_ms = 0;
     CommandResult result;
@@ -239,6 +248,7 @@ class StateMachine {
   CommandResult apply_purge(const PurgeCommand& purge);
   CommandResult apply_redrive(const RedriveCommand& redrive);
   void apply_sweep();
+  static constexpr size_t kNotFound = SIZE_MAX;
 
   template <typename C, typename F>
   CommandResult with_dedup(char op, const C& command, F&& apply_fn);
@@ -247,20 +257,23 @@ class StateMachine {
 
   // Appends a message to `name`, creating the mailbox (no quota check).
   StoredMessage& append(const std::string& name, StoredMessage message);
-  StoredMessage make_message(std::shared_ptr<const MessageBody> body);
-  uint32_t intern_encoding(const std::string& encoding);
+  StoredMessage make_message(BodyRef body);
+  uint32_t intern_encoding(std::string_view encoding);
   // Keeps `body` alive while a snapshot is pinned.
-  void release(std::shared_ptr<const MessageBody> body);
-  void sweep_mailbox(const std::string& name, Mailbox& box, std::vector<StoredMessage>* dead);
+  void release(BodyRef body);
+  void sweep_mailbox(MailboxMap::iterator it, std::vector<StoredMessage>* dead);
   void erase_at(Mailbox& box, size_t index);
-  // Erases the mailbox when it holds nothing, else brings its timer index
-  // entry up to date with its bounds.
+  // Erases the mailbox when it holds nothing (and its timer index entry).
   void erase_if_empty(MailboxMap::iterator it);
-  void reindex(MailboxMap::iterator it);
-  std::deque<StoredMessage>::iterator find_message(Mailbox& box, uint64_t id);
+  // Lowers the mailbox's due time to `due_ms` if that is earlier;
+  // `set_due` sets it to exactly `due_ms` (INT64_MAX: out of the heap).
+  void lower_due(MailboxMap::iterator it, int64_t due_ms);
+  void set_due(MailboxMap::iterator it, int64_t due_ms);
+  // The index of the message with `id`, or kNotFound.
+  static size_t find_message(const Mailbox& box, uint64_t id);
   static bool is_dead_letter_mailbox(std::string_view name);
   // Where a message goes when its lease ends or it is nacked.
-  void lease_ended(const std::string& mailbox, Mailbox& box, size_t index, std::vector<StoredMessage>* dead);
+  void lease_ended(MailboxMap::iterator it, size_t index, std::vector<StoredMessage>* dead);
   static bool visible(const StoredMessage& m, int64_t now_ms) {
     return m.expires_at_ms > now_ms && (m.lease_expires_at_ms == 0 || m.lease_expires_at_ms <= now_ms);
   }
@@ -277,13 +290,16 @@ class StateMachine {
            !is_dead_letter_mailbox(mailbox);
   }
   static uint64_t message_bytes(const StoredMessage& m) { return m.payload_bytes; }
+  // The per-mailbox message quota, within what a mailbox's queue can hold.
+  uint64_t max_messages_per_mailbox() const {
+    return std::min<uint64_t>(config_.max_messages_per_mailbox, MessageQueue<StoredMessage>::kMaxSize - 1);
+  }
 
   StateConfig config_;
   MailboxMap mailboxes_;
-  // Mailboxes by the earlier of their two bounds (then by name: the order
-  // is the same on every replica). The views are the map's keys. Derived
+  // Mailboxes by their due time; entries point at the map's nodes. Derived
   // state: not in snapshots or the digest; rebuilt by `restore`.
-  std::set<std::pair<int64_t, std::string_view>> due_index_;
+  Timers timers_;
   std::map<std::string, DedupRecord, std::less<>> dedup_;
   std::deque<std::pair<int64_t, std::string>> dedup_order_;  // (recorded_at, key), oldest first
   // Publications stored recently: (stored_at, publication id), oldest first.
@@ -300,7 +316,7 @@ class StateMachine {
   std::vector<std::string> woken_;
   // While a snapshot is pinned: bodies the state let go of.
   bool pinned_ = false;
-  std::vector<std::shared_ptr<const MessageBody>> graveyard_;
+  std::vector<BodyRef> graveyard_;
 };
 
 }  // namespace mailbox

@@ -147,7 +147,26 @@ Status RaftDriver::start(DurableState durable) {
   if (durable.has_snapshot) {
     const bool covers = !entries.empty() && first <= snapshot_index && snapshot_index <= last;
     if (covers && entries[snapshot_index - first].term == snapshot_term) {
-      // The log holds the snapshot's last entry: keep it all (the older part is trailing log).
+      // The log holds the snapshot's last entry; the older part is trailing
+      // log. Keep in memory only the share a snapshot keeps (as before the
+      // restart): the disk, cut a segment at a time, may hold far more.
+      const uint64_t budget = std::min<uint64_t>(options_.snapshot_trailing_bytes,
+                                                 durable.snapshot.data_bytes / limits::kTrailingLogSnapshotFraction);
+      const size_t at_snapshot = static_cast<size_t>(snapshot_index - first);
+      size_t kept = 0;
+      uint64_t bytes = 0;
+      for (size_t j = at_snapshot + 1; j-- > 0;) {
+        bytes += entries[j].payload.size();
+        const bool within = kept < options_.snapshot_trailing_entries ||
+                            (bytes <= budget && kept < limits::kMaxTrailingEntries);
+        if (!within) break;
+        kept += 1;
+      }
+      const size_t drop = at_snapshot + 1 - kept;
+      if (drop > 0) {
+        entries.erase(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(drop));
+        first += drop;
+      }
     } else if (first == snapshot_index + 1 || (entries.empty() && first <= snapshot_index + 1)) {
       // It starts right after the snapshot (or is empty).
     } else if (first > snapshot_index + 1) {
@@ -1277,7 +1296,13 @@ void RaftDriver::maybe_take_snapshot() {
   const uint64_t byte_limit = std::clamp<uint64_t>(state_->total_bytes() / 4, options_.min_snapshot_log_bytes,
                                                    std::max(options_.min_snapshot_log_bytes,
                                                             options_.snapshot_max_log_bytes));
-  if (log_entries_since_snapshot_ < options_.snapshot_threshold_entries && log_bytes_since_snapshot_ < byte_limit) {
+  // A snapshot walks the whole state: with a large one (a million
+  // mailboxes), taking it every few thousand small entries would cost the
+  // loop more than the entries do. The entry threshold grows with the
+  // state; the byte limit still bounds the log held in memory.
+  const uint64_t entry_limit = std::max<uint64_t>(
+      options_.snapshot_threshold_entries, state_->total_messages() / limits::kSnapshotMessagesPerLogEntry);
+  if (log_entries_since_snapshot_ < entry_limit && log_bytes_since_snapshot_ < byte_limit) {
     return;
   }
   const auto started = std::chrono::steady_clock::now();
@@ -1327,11 +1352,14 @@ void RaftDriver::on_snapshot_written(uint64_t ticket, const IoStatus& status) {
   }
   timings_.snapshot.record(elapsed_us(snapshot_started_, std::chrono::steady_clock::now()));
   snapshot_bytes_written_ += meta.data_bytes;
-  // Keep about snapshot_trailing_bytes of log behind the snapshot.
+  // Keep about snapshot_trailing_bytes of log behind the snapshot, or an
+  // eighth of the snapshot's size if that is less.
   uint64_t trailing = options_.snapshot_trailing_entries;
   if (log_entries_since_snapshot_ > 0) {
     const uint64_t average = std::max<uint64_t>(1, log_bytes_since_snapshot_ / log_entries_since_snapshot_);
-    trailing = std::clamp<uint64_t>(options_.snapshot_trailing_bytes / average, options_.snapshot_trailing_entries,
+    const uint64_t trailing_bytes =
+        std::min<uint64_t>(options_.snapshot_trailing_bytes, meta.data_bytes / limits::kTrailingLogSnapshotFraction);
+    trailing = std::clamp<uint64_t>(trailing_bytes / average, options_.snapshot_trailing_entries,
                                     std::max<uint64_t>(options_.snapshot_trailing_entries, limits::kMaxTrailingEntries));
   }
   raft_event event{};

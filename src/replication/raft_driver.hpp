@@ -63,13 +63,15 @@ struct DriverOptions {
   // Entries in flight to each follower (libraft's pipelining window).
   unsigned max_inflight_entries = 64;
   // A snapshot is taken when the log since the last one holds this many
-  // entries, or more bytes than a quarter of the state (clamped to
+  // entries (or stored messages / limits::kSnapshotMessagesPerLogEntry, if
+  // more), or more bytes than a quarter of the state (clamped to
   // [min_snapshot_log_bytes, snapshot_max_log_bytes]).
   unsigned snapshot_threshold_entries = 8192;
-  uint64_t min_snapshot_log_bytes = 32ULL << 20;
+  uint64_t min_snapshot_log_bytes = 16ULL << 20;
   uint64_t snapshot_max_log_bytes = 256ULL << 20;
   // Log kept after a snapshot so that a follower a little behind catches up
-  // by entries: about this many bytes, at least this many entries.
+  // by entries: about this many bytes (at most an eighth of the snapshot,
+  // limits::kTrailingLogSnapshotFraction), at least this many entries.
   uint64_t snapshot_trailing_bytes = 64ULL << 20;
   unsigned snapshot_trailing_entries = 64;
   // How long a request waits for a leader to be known before `unavailable`.

@@ -72,14 +72,16 @@ struct RaftNodeOptions {
   unsigned election_timeout_ms = 1000;
   unsigned heartbeat_timeout_ms = 100;
   // A snapshot is taken when the log since the last one holds this many
-  // entries, or more bytes than a quarter of the state (clamped to
+  // entries (or stored messages / 16, if more: limits::
+  // kSnapshotMessagesPerLogEntry), or more bytes than a quarter of the state (clamped to
   // [min_snapshot_log_bytes, snapshot_max_log_bytes]), whichever comes first.
   unsigned snapshot_threshold_entries = 8192;
-  uint64_t min_snapshot_log_bytes = 32ULL << 20;
+  uint64_t min_snapshot_log_bytes = 16ULL << 20;
   uint64_t snapshot_max_log_bytes = 256ULL << 20;
   // Log kept after a snapshot, so that a follower a little behind catches
   // up by entries rather than a snapshot install: about
-  // snapshot_trailing_bytes of recent entries, at least
+  // snapshot_trailing_bytes of recent entries (at most an eighth of the
+  // snapshot's size: limits::kTrailingLogSnapshotFraction), at least
   // snapshot_trailing_entries and at most limits::kMaxTrailingEntries.
   unsigned snapshot_trailing_entries = 64;
   uint64_t snapshot_trailing_bytes = 64ULL << 20;

@@ -53,7 +53,7 @@ std::string message_attachment(const DeliveredMessage& m) {
 void batch_reply(std::string_view mailbox, const std::vector<DeliveredMessage>& messages, std::string* payload,
                  std::string* attachment) {
   size_t total = 0;
-  for (const auto& m : messages) total += m.body->payload.size();
+  for (const auto& m : messages) total += m.body->payload().size();
   payload->clear();
   payload->reserve(total);
   std::string& a = *attachment;
@@ -64,15 +64,15 @@ void batch_reply(std::string_view mailbox, const std::vector<DeliveredMessage>& 
   a += ",\"messages\":[";
   bool first = true;
   for (const auto& m : messages) {
-    payload->append(m.body->payload);
+    payload->append(m.body->payload());
     if (!first) a += ",";
     first = false;
     a += "{";
     append_message_fields(a, m);
     a += ",\"encoding\":";
-    append_json_string(a, m.body->encoding);
+    append_json_string(a, m.body->encoding());
     a += ",\"size\":";
-    a += std::to_string(m.body->payload.size());
+    a += std::to_string(m.body->payload().size());
     a += "}";
   }
   a += "]}";

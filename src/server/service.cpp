@@ -815,7 +815,7 @@ void MailboxService::reply_messages(SharedExchange exchange, std::string mailbox
       exchange->reply(exchange->key(), payload, kBatchEncoding, attachment);
     } else {
       const DeliveredMessage& m = messages.front();
-      exchange->reply(exchange->key(), m.body->payload, m.body->encoding, message_attachment(m));
+      exchange->reply(exchange->key(), m.body->payload(), m.body->encoding(), message_attachment(m));
     }
     exchange.reset();
     release();

@@ -1379,7 +1379,7 @@ void World::check() {
       std::vector<uint64_t> ids;
       for (const auto& m : res.messages) {
         ids.push_back(m.id);
-        deliveries.push_back(Delivery{index, deliveries.size(), k->mailbox, m.id, m.body->payload, k->lease_ms > 0,
+        deliveries.push_back(Delivery{index, deliveries.size(), k->mailbox, m.id, std::string(m.body->payload()), k->lease_ms > 0,
                                       clock_ms, m.enqueued_at_ms, res.deduplicated});
       }
       removed_by_rid.emplace(k->mailbox + "/" + k->rid, std::make_pair(index, ids));

@@ -9,7 +9,7 @@ namespace {
 
 DeliveredMessage message(uint64_t id, std::string payload) {
   return DeliveredMessage{"alice", id, 1700000000000, 1, 0,
-                          std::make_shared<const MessageBody>(MessageBody{"text/plain", std::move(payload)})};
+                          MessageBody::make("text/plain", payload)};
 }
 
 TEST(Replies, MessageAttachmentHasTheSpecFields) {

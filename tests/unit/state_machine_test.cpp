@@ -29,12 +29,12 @@ TEST(StateMachine, ConsumeReturnsOldestAndRemovesIt) {
   EXPECT_LT(r[0].put_id, r[1].put_id);
   r = sm.apply(at(1001, {take("user123")}));
   ASSERT_EQ(r[0].messages.size(), 1u);
-  EXPECT_EQ(r[0].messages[0].body->payload, "first");
+  EXPECT_EQ(r[0].messages[0].body->payload(), "first");
   EXPECT_EQ(r[0].messages[0].id, 1u);
   EXPECT_EQ(r[0].messages[0].deliveries, 1u);
   EXPECT_EQ(r[0].messages[0].enqueued_at_ms, 1000);
   r = sm.apply(at(1002, {take("user123")}));
-  EXPECT_EQ(r[0].messages[0].body->payload, "second");
+  EXPECT_EQ(r[0].messages[0].body->payload(), "second");
   r = sm.apply(at(1003, {take("user123")}));
   EXPECT_EQ(r[0].status.code, ErrorCode::kEmpty);
   EXPECT_TRUE(r[0].messages.empty());
@@ -49,19 +49,19 @@ TEST(StateMachine, BatchConsumeIsFifoAndBounded) {
   sm.apply(at(1, std::move(puts)));
   auto r = sm.apply(at(2, {take("b", 4)}));
   ASSERT_EQ(r[0].messages.size(), 4u);
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(r[0].messages[i].body->payload, "m" + std::to_string(i));
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(r[0].messages[i].body->payload(), "m" + std::to_string(i));
   r = sm.apply(at(3, {take("b", 100)}));
   ASSERT_EQ(r[0].messages.size(), 6u);
-  EXPECT_EQ(r[0].messages[0].body->payload, "m4");
+  EXPECT_EQ(r[0].messages[0].body->payload(), "m4");
 }
 
 TEST(StateMachine, MailboxesAreIndependent) {
   StateMachine sm;
   sm.apply(at(1, {put("a", "for a"), put("b", "for b")}));
   auto r = sm.apply(at(2, {take("b"), take("b"), take("a")}));
-  EXPECT_EQ(r[0].messages[0].body->payload, "for b");
+  EXPECT_EQ(r[0].messages[0].body->payload(), "for b");
   EXPECT_EQ(r[1].status.code, ErrorCode::kEmpty);
-  EXPECT_EQ(r[2].messages[0].body->payload, "for a");
+  EXPECT_EQ(r[2].messages[0].body->payload(), "for a");
 }
 
 TEST(StateMachine, ExpiredMessagesAreNeverDelivered) {
@@ -72,10 +72,10 @@ TEST(StateMachine, ExpiredMessagesAreNeverDelivered) {
   EXPECT_EQ(seen.size(), 2u);
   EXPECT_TRUE(sm.peek("b", 10, 1500, &seen).is_ok());
   ASSERT_EQ(seen.size(), 1u);
-  EXPECT_EQ(seen[0].body->payload, "long");
+  EXPECT_EQ(seen[0].body->payload(), "long");
   auto r = sm.apply(at(1500, {take("b", 10)}));
   ASSERT_EQ(r[0].messages.size(), 1u);
-  EXPECT_EQ(r[0].messages[0].body->payload, "long");
+  EXPECT_EQ(r[0].messages[0].body->payload(), "long");
 }
 
 TEST(StateMachine, ExpiredBehindALiveMessageIsSkipped) {
@@ -83,8 +83,8 @@ TEST(StateMachine, ExpiredBehindALiveMessageIsSkipped) {
   sm.apply(at(1000, {put("b", "long", 10'000), put("b", "short", 100), put("b", "last", 10'000)}));
   auto r = sm.apply(at(2000, {take("b", 10)}));
   ASSERT_EQ(r[0].messages.size(), 2u);
-  EXPECT_EQ(r[0].messages[0].body->payload, "long");
-  EXPECT_EQ(r[0].messages[1].body->payload, "last");
+  EXPECT_EQ(r[0].messages[0].body->payload(), "long");
+  EXPECT_EQ(r[0].messages[1].body->payload(), "last");
 }
 
 TEST(StateMachine, DeadLettersStayInTheirDeadLetterMailbox) {
@@ -218,9 +218,9 @@ TEST(StateMachine, RepeatedRidReturnsTheFirstResultAndChangesNothing) {
   auto c2 = sm.apply(at(5, {take("d", 1, 0, "c1")}));
   ASSERT_EQ(c2[0].messages.size(), 1u);
   EXPECT_EQ(c1[0].messages[0].id, c2[0].messages[0].id);
-  EXPECT_EQ(c2[0].messages[0].body->payload, "one");
+  EXPECT_EQ(c2[0].messages[0].body->payload(), "one");
   auto c3 = sm.apply(at(6, {take("d", 1, 0, "c2")}));
-  EXPECT_EQ(c3[0].messages[0].body->payload, "two");
+  EXPECT_EQ(c3[0].messages[0].body->payload(), "two");
   // The same rid on another mailbox or another operation is a new request.
   EXPECT_FALSE(sm.apply(at(7, {put("e", "x", 60'000, "c1")}))[0].deduplicated);
 }
@@ -232,7 +232,7 @@ TEST(StateMachine, EmptyAndRefusedResultsAreNotRemembered) {
   sm.apply(at(2, {put("w", "late")}));
   r = sm.apply(at(3, {take("w", 1, 0, "r")}));
   ASSERT_EQ(r[0].messages.size(), 1u);
-  EXPECT_EQ(r[0].messages[0].body->payload, "late");
+  EXPECT_EQ(r[0].messages[0].body->payload(), "late");
 }
 
 TEST(StateMachine, DedupWindowAndBoundForgetOldRecords) {
@@ -319,13 +319,13 @@ TEST(StateMachine, DeliveryLimitMovesToDeadLetters) {
   EXPECT_EQ(r[0].messages[0].deliveries, 2u);
   // The second lease ends at the limit: not delivered again, swept to .dlq.
   r = sm.apply(at(1200, {take("job", 1)}));
-  EXPECT_EQ(r[0].messages[0].body->payload, "fine");
+  EXPECT_EQ(r[0].messages[0].body->payload(), "fine");
   EXPECT_EQ(sm.apply(at(1200, {take("job", 1)}))[0].status.code, ErrorCode::kEmpty);
   EXPECT_LE(sm.next_sweep_due_ms(), 1200);
   sm.apply(at(1200, {SweepCommand{}}));
   r = sm.apply(at(1201, {take("job.dlq", 1)}));
   ASSERT_EQ(r[0].messages.size(), 1u);
-  EXPECT_EQ(r[0].messages[0].body->payload, "poison");
+  EXPECT_EQ(r[0].messages[0].body->payload(), "poison");
   EXPECT_EQ(r[0].messages[0].deliveries, 3u);
   EXPECT_EQ(sm.total_messages(), 0u);
   EXPECT_EQ(dead_letter_mailbox("job"), "job.dlq");
@@ -444,7 +444,7 @@ TEST(StateMachine, ManyEncodingsBeyondTheInternLimitRoundTrip) {
   ASSERT_TRUE(b.restore(a.serialize()));
   EXPECT_EQ(a.digest(), b.digest());
   auto r = b.apply(at(2, {take("e", 1000), take("e", 1000)}));
-  EXPECT_EQ(r[1].messages.back().body->encoding, "enc/" + std::to_string(limits::kMaxInternedEncodings + 9));
+  EXPECT_EQ(r[1].messages.back().body->encoding(), "enc/" + std::to_string(limits::kMaxInternedEncodings + 9));
 }
 
 TEST(StateMachine, CorruptSnapshotLeavesStateUnchanged) {
@@ -489,11 +489,11 @@ TEST(StateMachine, DelayedMessageIsHiddenUntilDue) {
   std::vector<DeliveredMessage> out;
   ASSERT_TRUE(sm.peek("d", 10, 1000, &out).is_ok());
   ASSERT_EQ(out.size(), 1u);
-  EXPECT_EQ(out[0].body->payload, "now");
+  EXPECT_EQ(out[0].body->payload(), "now");
   // Consume takes the oldest *visible* message.
   r = sm.apply(at(1001, {take("d", 10)}));
   ASSERT_EQ(r[0].messages.size(), 1u);
-  EXPECT_EQ(r[0].messages[0].body->payload, "now");
+  EXPECT_EQ(r[0].messages[0].body->payload(), "now");
   EXPECT_EQ(sm.apply(at(5999, {take("d")}))[0].status.code, ErrorCode::kEmpty);
   EXPECT_FALSE(sm.has_visible("d", 5999));
   // Ack, nack and extend do not treat a delay as a lease.
@@ -643,9 +643,9 @@ TEST(StateMachine, RedriveMovesDeadLettersBackOldestFirst) {
   EXPECT_EQ(sm.woken(), std::vector<std::string>{"r"});
   r = sm.apply(at(301, {take("r", 10)}));
   ASSERT_EQ(r[0].messages.size(), 3u);
-  EXPECT_EQ(r[0].messages[0].body->payload, "fresh");
-  EXPECT_EQ(r[0].messages[1].body->payload, "d0");
-  EXPECT_EQ(r[0].messages[2].body->payload, "d1");
+  EXPECT_EQ(r[0].messages[0].body->payload(), "fresh");
+  EXPECT_EQ(r[0].messages[1].body->payload(), "d0");
+  EXPECT_EQ(r[0].messages[2].body->payload(), "d1");
   EXPECT_EQ(r[0].messages[1].deliveries, 1u);  // reset, then this delivery
   EXPECT_LT(r[0].messages[0].id, r[0].messages[1].id);  // new ids: FIFO by id
   // Without n: the rest.
@@ -774,7 +774,7 @@ TEST(StateMachine, SnapshotRoundTripKeepsDelayedLeasedAndV2Records) {
   EXPECT_EQ(rb[2].count, 1u);
   EXPECT_TRUE(rb[2].deduplicated);
   ASSERT_EQ(rb[4].messages.size(), 2u);
-  EXPECT_EQ(rb[4].messages[1].body->payload, "later");
+  EXPECT_EQ(rb[4].messages[1].body->payload(), "later");
   EXPECT_EQ(a.digest(), b.digest());
 }
 
