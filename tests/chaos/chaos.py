@@ -703,6 +703,16 @@ def main():
                 break
             if time.time() > deadline:
                 anomalies.append(f"replicas disagree after healing: applied {applied}, messages {pending}")
+                # Where the messages are (the list form of stats, SPEC v2).
+                try:
+                    held = []
+                    for r in status_session.get(f"{PREFIX}/*/stats?limit=50", timeout=5):
+                        if r.ok is not None:
+                            held.append(json.loads(r.ok.payload.to_bytes()))
+                    log(f"mailboxes holding messages: {held}")
+                    (out / "left.json").write_text(json.dumps(held, indent=2) + "\n")
+                except Exception as e:  # diagnostics only
+                    log(f"listing the mailboxes failed: {e}")
                 break
             time.sleep(0.5)
     finally:

@@ -99,6 +99,7 @@ type genOp struct {
 	lin    int64
 	ret    int64
 	result map[string]interface{}
+	took   string
 }
 
 // linOf is when the op took effect (-1: an unknown outcome that did not).
@@ -182,7 +183,7 @@ func genLeaseHistory(cfg leaseGenCfg) []string {
 			outcome = "unknown"
 		}
 		fields := []string{fmt.Sprintf(`"client":%d`, op.client), fmt.Sprintf(`"op":%q`, op.kind), fmt.Sprintf(`"mailbox":%q`, box),
-			fmt.Sprintf(`"outcome":%q`, outcome), fmt.Sprintf(`"call_ns":%d`, op.call), fmt.Sprintf(`"lin_ns":%d`, linOf(op))}
+			fmt.Sprintf(`"outcome":%q`, outcome), fmt.Sprintf(`"call_ns":%d`, op.call), fmt.Sprintf(`"lin_ns":%d`, linOf(op)), fmt.Sprintf(`"took":%q`, op.took)}
 		if op.known {
 			fields = append(fields, fmt.Sprintf(`"return_ns":%d`, op.ret))
 		}
@@ -266,6 +267,9 @@ func genLeaseHistory(cfg leaseGenCfg) []string {
 			res["moved"] = moved
 		}
 		op.result = res
+		if v, ok := res["value"].(string); ok {
+			op.took = v
+		}
 	}
 	for q.Len() > 0 {
 		e := heap.Pop(q).(*genEv)
@@ -463,16 +467,32 @@ func TestGeneratedLeaseReplay(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// An unknown-outcome put that nobody saw is left out of the check
+		// (README.md); an unknown-outcome op that took such a value is then
+		// the same as one that did nothing: replayed last, as a no-op.
+		seen := map[string]bool{}
+		for _, op := range parsed.Ops {
+			if (op.Kind == opConsume || op.Kind == opPeek) && op.Outcome == outOK && op.HasValue {
+				seen[op.Value] = true
+			}
+		}
+		ghost := map[string]bool{}
+		for _, op := range parsed.Ops {
+			if op.Kind == opPut && op.Outcome == outUnknown && !seen[op.Value] {
+				ghost[op.Value] = true
+			}
+		}
 		lin := map[int]int64{}
 		for i, l := range h {
 			var m struct {
-				Lin int64 `json:"lin_ns"`
+				Lin  int64  `json:"lin_ns"`
+				Took string `json:"took"`
 			}
 			if err := json.Unmarshal([]byte(l), &m); err != nil {
 				t.Fatal(err)
 			}
 			lin[i+1] = m.Lin
-			if m.Lin < 0 {
+			if m.Lin < 0 || ghost[m.Took] {
 				lin[i+1] = math.MaxInt64
 			}
 		}
@@ -498,6 +518,4 @@ func TestGeneratedLeaseReplay(t *testing.T) {
 }
 
 // replayUnknowns: share of ops with an unknown outcome in the replay test.
-// With 0.03, seed 44 is rejected at an unknown-outcome consume (see
-// docs/RELIABILITY.md: not yet explained; the generator or the model).
-var replayUnknowns = 0.0
+var replayUnknowns = 0.03
