@@ -13,6 +13,9 @@ const (
 	kindOutOfOrder      = "out_of_order"
 	kindNotLinearizable = "not_linearizable"
 	kindInconclusive    = "inconclusive"
+	// Lease groups (lease_accounting.go).
+	kindRedelivered  = "redelivered_under_lease"
+	kindRedriveLimit = "redrive_over_limit"
 )
 
 // Anomaly is one finding, with the operations that show it.
@@ -65,7 +68,13 @@ type OutcomeCounts struct {
 func (c *OutcomeCounts) add(op *Op) {
 	switch op.Outcome {
 	case outOK:
-		if op.Kind != opPut && op.Kind != opPurge && !op.HasValue {
+		if op.Kind == opAck {
+			if op.AckResult == ackAcked {
+				c.OK++
+			} else {
+				c.OKEmpty++ // not_found
+			}
+		} else if op.Kind != opPut && op.Kind != opPurge && op.Kind != opRedrive && !op.HasValue {
 			c.OKEmpty++
 		} else {
 			c.OK++
@@ -97,6 +106,18 @@ type Account struct {
 	Duplicates        int      `json:"duplicates"`                         // values returned by two or more ok consumes
 	Phantoms          int      `json:"phantoms"`                           // values returned that no ok/unknown put in this mailbox had
 	OutOfOrder        int      `json:"out_of_order"`                       // pairs (one per later put)
+
+	// Lease groups only (lease_accounting.go).
+	Acks              *OutcomeCounts `json:"acks,omitempty"` // ok: acked, ok_empty: not_found
+	Redrives          *OutcomeCounts `json:"redrives,omitempty"`
+	RedriveMoved      int64          `json:"redrive_moved,omitempty"`
+	LeasedDeliveries  int            `json:"leased_deliveries,omitempty"`
+	DLQDeliveries     int            `json:"dlq_deliveries,omitempty"`
+	Redelivered       int            `json:"values_delivered_more_than_once,omitempty"`
+	Acked             int            `json:"removed_by_ack,omitempty"`
+	PossiblyAcked     int            `json:"possibly_removed_by_unknown_ack,omitempty"`
+	EarlyRedeliveries int            `json:"redelivered_under_lease,omitempty"`
+	RedriveOverLimit  int            `json:"redrive_over_limit,omitempty"`
 }
 
 // purgedAfter reports whether one of `purges` may have taken effect after

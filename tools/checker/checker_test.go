@@ -706,3 +706,225 @@ func TestPutAfterPurgeStillCounts(t *testing.T) {
 		t.Errorf("unexpected account: %+v", a)
 	}
 }
+
+// ---- leases, dead letters and redrive (lease groups, lease.go) ----
+
+const ms = int64(1_000_000)
+
+// lcons is a consume with a lease of leaseMs (0: none) that returned v
+// (or "" for empty) with the reply's id and deliveries.
+func lcons(c int, box, v, outcome string, call, ret, leaseMs int64, id string, deliv int) string {
+	extra := ""
+	if leaseMs > 0 {
+		extra += fmt.Sprintf(`,"lease_ms":%d`, leaseMs)
+	}
+	if v != "" && outcome == "ok" {
+		extra += fmt.Sprintf(`,"id":%q,"deliveries":%d`, id, deliv)
+	}
+	return fmt.Sprintf(`{"client":%d,"op":"consume","mailbox":%q,"value":%s,"outcome":%q,"call_ns":%d,"return_ns":%d%s}`,
+		c, box, valueJSON(v), outcome, call, ret, extra)
+}
+
+func ack(c int, box, v, id, outcome, result string, call, ret int64) string {
+	res := ""
+	if outcome == "ok" {
+		res = fmt.Sprintf(`,"result":%q`, result)
+	}
+	return fmt.Sprintf(`{"client":%d,"op":"ack","mailbox":%q,"value":%q,"id":%q,"outcome":%q,"call_ns":%d,"return_ns":%d%s}`,
+		c, box, v, id, outcome, call, ret, res)
+}
+
+func redrive(c int, box string, n int64, outcome string, moved int64, call, ret int64) string {
+	extra := ""
+	if n > 0 {
+		extra += fmt.Sprintf(`,"n":%d`, n)
+	}
+	if outcome == "ok" {
+		extra += fmt.Sprintf(`,"moved":%d`, moved)
+	}
+	return fmt.Sprintf(`{"client":%d,"op":"redrive","mailbox":%q,"outcome":%q,"call_ns":%d,"return_ns":%d%s}`,
+		c, box, outcome, call, ret, extra)
+}
+
+// checkLease runs the checker with the nodes' delivery limit of the chaos
+// lease runs (2).
+func checkLease(t *testing.T, history string) result {
+	t.Helper()
+	return check(t, history, "--max-deliveries", "2")
+}
+
+func TestLeaseAckedMessageIsGone(t *testing.T) {
+	r := checkLease(t, lines(
+		put(0, "m", "a", "ok", 0, 5*ms),
+		lcons(1, "m", "a", "ok", 10*ms, 20*ms, 1000, "1", 1),
+		ack(1, "m", "a", "1", "ok", "acked", 30*ms, 40*ms),
+		lcons(2, "m", "", "ok", 2000*ms, 2010*ms, 0, "", 0),
+	))
+	expectOK(t, r)
+	a := r.rep.Mailboxes[0].Account
+	if !r.rep.Mailboxes[0].LeaseGroup || a.Acked != 1 || a.Lost != 0 || a.Consumed != 1 {
+		t.Errorf("unexpected account: %+v", a)
+	}
+}
+
+func TestLeaseNotAckedIsRedelivered(t *testing.T) {
+	// Hidden while leased (the empty reply at 30 ms), delivered again once
+	// the lease ended: not a duplicate. The first consumer's late ack finds
+	// no lease.
+	r := checkLease(t, lines(
+		put(0, "m", "a", "ok", 0, 5*ms),
+		put(0, "m", "b", "ok", 6*ms, 8*ms),
+		lcons(1, "m", "a", "ok", 10*ms, 20*ms, 1000, "1", 1),
+		lcons(2, "m", "b", "ok", 30*ms, 40*ms, 0, "2", 1),
+		lcons(2, "m", "", "ok", 50*ms, 60*ms, 0, "", 0),
+		ack(1, "m", "a", "1", "ok", "not_found", 1100*ms, 1110*ms),
+		lcons(2, "m", "a", "ok", 1200*ms, 1210*ms, 0, "1", 2),
+		lcons(2, "m", "", "ok", 1300*ms, 1310*ms, 0, "", 0),
+	))
+	expectOK(t, r)
+	if a := r.rep.Mailboxes[0].Account; a.Redelivered != 1 || a.Duplicates != 0 {
+		t.Errorf("unexpected account: %+v", a)
+	}
+}
+
+func TestLeaseEndUncertainAllowsEarlyRedelivery(t *testing.T) {
+	// The leased consume took 890 ms: its lease may have started at 10 ms,
+	// so a delivery returning at 1060 ms is allowed.
+	r := checkLease(t, lines(
+		put(0, "m", "a", "ok", 0, 5*ms),
+		lcons(1, "m", "a", "ok", 10*ms, 900*ms, 1000, "1", 1),
+		lcons(2, "m", "a", "ok", 1050*ms, 1060*ms, 0, "1", 2),
+	))
+	expectOK(t, r)
+}
+
+// deadLetterPrefix: a is delivered twice with a lease and never acked, so
+// (delivery limit 2) it moves to m.dlq once the second lease ends.
+func deadLetterPrefix() []string {
+	return []string{
+		put(0, "m", "a", "ok", 0, 5*ms),
+		put(0, "m", "b", "ok", 6*ms, 8*ms),
+		lcons(1, "m", "a", "ok", 10*ms, 20*ms, 1000, "1", 1),
+		lcons(1, "m", "a", "ok", 1100*ms, 1110*ms, 1000, "1", 2),
+		lcons(2, "m", "b", "ok", 1200*ms, 1210*ms, 0, "2", 1),
+		lcons(2, "m", "", "ok", 2200*ms, 2210*ms, 0, "", 0),
+	}
+}
+
+func TestDeadLetterAndRedrive(t *testing.T) {
+	r := checkLease(t, lines(append(deadLetterPrefix(),
+		peek(2, "m.dlq", "a", "ok", 2300*ms, 2310*ms),
+		redrive(3, "m", 1, "ok", 1, 2400*ms, 2410*ms),
+		lcons(2, "m.dlq", "", "ok", 2500*ms, 2510*ms, 0, "", 0),
+		// a again, its delivery count reset by the redrive
+		lcons(2, "m", "a", "ok", 2600*ms, 2610*ms, 1000, "9", 1),
+		ack(2, "m", "a", "9", "ok", "acked", 2620*ms, 2630*ms),
+		lcons(2, "m", "", "ok", 4000*ms, 4010*ms, 0, "", 0),
+	)...))
+	expectOK(t, r)
+	a := r.rep.Mailboxes[0].Account
+	if a.Lost != 0 || a.Acked != 1 || a.RedriveMoved != 1 || a.Redrives.OK != 1 {
+		t.Errorf("unexpected account: %+v", a)
+	}
+}
+
+func TestDeadLetterConsumedFromDLQ(t *testing.T) {
+	r := checkLease(t, lines(append(deadLetterPrefix(),
+		lcons(2, "m.dlq", "a", "ok", 2300*ms, 2310*ms, 0, "7", 3),
+		redrive(3, "m", 0, "ok", 0, 2400*ms, 2410*ms),
+		lcons(2, "m.dlq", "", "ok", 2500*ms, 2510*ms, 0, "", 0),
+	)...))
+	expectOK(t, r)
+}
+
+// ---- lease histories that must fail ----
+
+func TestLostAfterRedrive(t *testing.T) {
+	// The redrive moved a back to m, then m and m.dlq are both seen empty:
+	// a, acknowledged, was never removed.
+	r := checkLease(t, lines(append(deadLetterPrefix(),
+		redrive(3, "m", 0, "ok", 1, 2400*ms, 2410*ms),
+		lcons(2, "m", "", "ok", 2500*ms, 2510*ms, 0, "", 0),
+		lcons(2, "m.dlq", "", "ok", 2600*ms, 2610*ms, 0, "", 0),
+	)...))
+	expectViolation(t, r, kindLost, kindNotLinearizable)
+}
+
+func TestAckedMessageDeliveredAgain(t *testing.T) {
+	r := checkLease(t, lines(
+		put(0, "m", "a", "ok", 0, 5*ms),
+		lcons(1, "m", "a", "ok", 10*ms, 20*ms, 1000, "1", 1),
+		ack(1, "m", "a", "1", "ok", "acked", 30*ms, 40*ms),
+		lcons(2, "m", "a", "ok", 1200*ms, 1210*ms, 0, "1", 2),
+	))
+	expectViolation(t, r, kindDuplicate, kindNotLinearizable)
+}
+
+func TestDeadLetterConsumedFromMailboxWithoutRedrive(t *testing.T) {
+	// a reached the delivery limit; after its second lease ended it may only
+	// come back through m.dlq (or a redrive), not from m. Deliveries are
+	// left out of the reply here, so only the queue state shows it.
+	r := checkLease(t, lines(append(deadLetterPrefix(),
+		cons(2, "m", "a", "ok", 2300*ms, 2310*ms),
+	)...))
+	expectViolation(t, r, kindNotLinearizable)
+}
+
+func TestRedeliveredWhileLeaseHeld(t *testing.T) {
+	r := checkLease(t, lines(
+		put(0, "m", "a", "ok", 0, 5*ms),
+		lcons(1, "m", "a", "ok", 10*ms, 20*ms, 1000, "1", 1),
+		lcons(2, "m", "a", "ok", 100*ms, 110*ms, 0, "1", 2),
+	))
+	expectViolation(t, r, kindRedelivered, kindNotLinearizable)
+}
+
+func TestLeaseThatMustHaveEndedIsNotHidden(t *testing.T) {
+	// The lease certainly ended by 1045 ms; an empty reply at 1100 ms means
+	// the message was lost from view.
+	r := checkLease(t, lines(
+		put(0, "m", "a", "ok", 0, 5*ms),
+		lcons(1, "m", "a", "ok", 10*ms, 20*ms, 1000, "1", 1),
+		lcons(2, "m", "", "ok", 1100*ms, 1110*ms, 0, "", 0),
+		lcons(2, "m", "a", "ok", 1200*ms, 1210*ms, 0, "1", 2),
+	))
+	expectViolation(t, r, kindNotLinearizable)
+}
+
+func TestRedriveBeyondN(t *testing.T) {
+	r := checkLease(t, lines(
+		put(0, "m", "a", "ok", 0, 5*ms),
+		redrive(3, "m", 1, "ok", 2, 10*ms, 20*ms),
+		lcons(2, "m", "a", "ok", 30*ms, 40*ms, 0, "1", 1),
+	))
+	expectViolation(t, r, kindRedriveLimit, kindNotLinearizable)
+}
+
+func TestRedriveMustMoveEveryAvailableDeadLetter(t *testing.T) {
+	// Without n a redrive moves every dead letter not under a lease; here a
+	// was available and the reply says nothing moved.
+	r := checkLease(t, lines(append(deadLetterPrefix(),
+		peek(2, "m.dlq", "a", "ok", 2300*ms, 2310*ms),
+		redrive(3, "m", 0, "ok", 0, 2400*ms, 2410*ms),
+	)...))
+	expectViolation(t, r, kindNotLinearizable)
+}
+
+func TestRedriveResetsDeliveries(t *testing.T) {
+	r := checkLease(t, lines(append(deadLetterPrefix(),
+		redrive(3, "m", 0, "ok", 1, 2400*ms, 2410*ms),
+		lcons(2, "m", "a", "ok", 2500*ms, 2510*ms, 0, "9", 3),
+	)...))
+	expectViolation(t, r, kindNotLinearizable)
+}
+
+func TestLeaseGroupsNeedOneLeaseDuration(t *testing.T) {
+	r := checkLease(t, lines(
+		put(0, "m", "a", "ok", 0, 5*ms),
+		lcons(1, "m", "a", "ok", 10*ms, 20*ms, 1000, "1", 1),
+		lcons(1, "m", "", "ok", 30*ms, 40*ms, 2000, "", 0),
+	))
+	if r.code != exitBadInput {
+		t.Fatalf("exit %d, want 2\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

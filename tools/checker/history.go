@@ -21,6 +21,17 @@ const (
 	// SPEC v2: removes every message of the mailbox; its value (the count
 	// removed) is not checked.
 	opPurge = "purge"
+	// Leases (SPEC v1/v2): ack of a leased message by id, and redrive of
+	// the dead letters of <box>.dlq back to <box> (see lease.go).
+	opAck     = "ack"
+	opRedrive = "redrive"
+
+	// Results of an ack with outcome ok.
+	ackAcked    = "acked"
+	ackNotFound = "not_found"
+
+	// The dead-letter mailbox of <box> is <box> + dlqSuffix.
+	dlqSuffix = ".dlq"
 
 	outOK      = "ok"
 	outFail    = "fail"
@@ -41,17 +52,40 @@ type Op struct {
 	Return   int64 // for an unknown outcome: when the client gave up (may be absent: HasReturn false)
 
 	HasReturn bool
+
+	// Lease fields (optional; see README.md "Leases").
+	LeaseMs    int64  // consume: lease= in ms (0: no lease)
+	MsgID      string // consume/peek (ok with a value), ack: the message id
+	Deliveries int64  // consume/peek (ok with a value): the reply's deliveries; -1 if absent
+	AckResult  string // ack with outcome ok: acked | not_found
+	N          int64  // redrive: n= (0: none)
+	Moved      int64  // redrive with outcome ok: the reply's moved count
+}
+
+// baseMailbox is the mailbox whose dead letters `box` holds (box itself
+// when it is not a dead-letter mailbox).
+func baseMailbox(box string) string {
+	if b, ok := strings.CutSuffix(box, dlqSuffix); ok && b != "" {
+		return b
+	}
+	return box
 }
 
 // History is a parsed, validated history.
 type History struct {
 	Ops       []Op
-	Mailboxes []string       // sorted
-	Clients   []int64        // sorted, distinct
-	clientIdx map[int64]int  // client id -> dense index (for the visualization)
-	putOf     map[string]int // put value -> index in Ops (any outcome)
-	MinTime   int64          // smallest timestamp in the history
-	MaxTime   int64          // largest timestamp in the history
+	Mailboxes []string // sorted
+	Clients   []int64  // sorted, distinct
+	// Partitions checked together: a mailbox on its own, or (a lease
+	// group) a mailbox with its dead letters <box>.dlq, when either has a
+	// leased consume, an ack or a redrive, or <box>.dlq appears at all.
+	Partitions []string          // sorted; a lease group is named by its base mailbox
+	partOf     map[string]string // mailbox -> partition
+	leaseGroup map[string]bool   // partition -> is a lease group
+	clientIdx  map[int64]int     // client id -> dense index (for the visualization)
+	putOf      map[string]int    // put value -> index in Ops (any outcome)
+	MinTime    int64             // smallest timestamp in the history
+	MaxTime    int64             // largest timestamp in the history
 }
 
 // InputError is a malformed history (exit code 2).
@@ -151,6 +185,26 @@ func (h *History) finish() {
 		h.Mailboxes = append(h.Mailboxes, b)
 	}
 	sort.Strings(h.Mailboxes)
+	h.partOf, h.leaseGroup = map[string]string{}, map[string]bool{}
+	for i := range h.Ops {
+		op := &h.Ops[i]
+		if op.Kind == opAck || op.Kind == opRedrive || op.LeaseMs > 0 || baseMailbox(op.Mailbox) != op.Mailbox {
+			h.leaseGroup[baseMailbox(op.Mailbox)] = true
+		}
+	}
+	parts := map[string]bool{}
+	for _, b := range h.Mailboxes {
+		p := b
+		if h.leaseGroup[baseMailbox(b)] {
+			p = baseMailbox(b)
+		}
+		h.partOf[b] = p
+		parts[p] = true
+	}
+	for p := range parts {
+		h.Partitions = append(h.Partitions, p)
+	}
+	sort.Strings(h.Partitions)
 	for c := range clients {
 		h.Clients = append(h.Clients, c)
 	}
@@ -162,6 +216,12 @@ func (h *History) finish() {
 
 // ClientIndex is the dense, zero-based index of a client id (sorted order),
 // used as the row in the visualization. When clients are 0..n-1 it is the id.
+// PartitionOf is the partition a mailbox is checked in.
+func (h *History) PartitionOf(box string) string { return h.partOf[box] }
+
+// IsLeaseGroup reports whether a partition is a lease group (lease.go).
+func (h *History) IsLeaseGroup(part string) bool { return h.leaseGroup[part] }
+
 func (h *History) ClientIndex(c int64) int { return h.clientIdx[c] }
 
 // PutOf returns the put op of a value (any outcome, any mailbox).
@@ -196,7 +256,7 @@ func parseLine(line []byte) (Op, string) {
 	if op.Client, msg = intField(fields, "client", true); msg != "" {
 		return op, msg
 	}
-	if op.Kind, msg = enumField(fields, "op", opPut, opConsume, opPeek, opPurge); msg != "" {
+	if op.Kind, msg = enumField(fields, "op", opPut, opConsume, opPeek, opPurge, opAck, opRedrive); msg != "" {
 		return op, msg
 	}
 	if op.Mailbox, msg = stringField(fields, "mailbox"); msg != "" {
@@ -224,30 +284,110 @@ func parseLine(line []byte) (Op, string) {
 		}
 	}
 
-	// value (a purge's count is not checked: no value)
-	if op.Kind == opPurge {
+	op.Deliveries = -1
+	if msg = parseLeaseFields(fields, &op); msg != "" {
+		return op, msg
+	}
+	// value (a purge's count is not checked, a redrive's is `moved`: no value)
+	if op.Kind == opPurge || op.Kind == opRedrive {
 		return op, ""
 	}
 	rawVal, present := fields["value"]
-	needValue := op.Kind == opPut || op.Outcome == outOK
+	needValue := op.Kind == opPut || op.Kind == opAck || op.Outcome == outOK
 	if !present {
 		if needValue {
 			return op, fmt.Sprintf(`missing field "value" (required for %s with outcome %s; use null for an empty mailbox)`, op.Kind, op.Outcome)
 		}
 	} else if isNull(rawVal) {
-		if op.Kind == opPut {
-			return op, `field "value": a put needs a string payload, got null`
+		if op.Kind == opPut || op.Kind == opAck {
+			if op.Kind == opPut {
+				return op, `field "value": a put needs a string payload, got null`
+			}
+			return op, `field "value": an ack needs the string value of the message it settles, got null`
 		}
 	} else {
 		var s string
 		if err := json.Unmarshal(rawVal, &s); err != nil {
 			return op, fmt.Sprintf(`field "value": expected a string or null, got %s`, short(rawVal))
 		}
-		if op.Kind == opPut || op.Outcome == outOK {
+		if op.Kind == opPut || op.Kind == opAck || op.Outcome == outOK {
 			op.Value, op.HasValue = s, true
 		}
 	}
 	return op, ""
+}
+
+// parseLeaseFields reads the optional lease fields: lease_ms, id and
+// deliveries (consume, peek), id and result (ack), n and moved (redrive).
+func parseLeaseFields(f map[string]json.RawMessage, op *Op) string {
+	optInt := func(name string) (int64, bool, string) {
+		raw, ok := f[name]
+		if !ok || isNull(raw) {
+			return 0, false, ""
+		}
+		v, msg := intField(f, name, true)
+		if msg == "" && v < 0 {
+			msg = fmt.Sprintf("field %q: must not be negative", name)
+		}
+		return v, true, msg
+	}
+	optString := func(name string) (string, bool, string) {
+		raw, ok := f[name]
+		if !ok || isNull(raw) {
+			return "", false, ""
+		}
+		s, msg := stringField(f, name)
+		return s, true, msg
+	}
+	var msg string
+	switch op.Kind {
+	case opConsume, opPeek:
+		if op.Kind == opConsume {
+			if op.LeaseMs, _, msg = optInt("lease_ms"); msg != "" {
+				return msg
+			}
+		}
+		if op.MsgID, _, msg = optString("id"); msg != "" {
+			return msg
+		}
+		d, ok, msg := optInt("deliveries")
+		if msg != "" {
+			return msg
+		}
+		if ok {
+			op.Deliveries = d
+		}
+	case opAck:
+		var ok bool
+		if op.MsgID, ok, msg = optString("id"); msg != "" {
+			return msg
+		}
+		if !ok || op.MsgID == "" {
+			return `missing field "id" (an ack names the message id it settles)`
+		}
+		if op.Outcome == outOK {
+			if op.AckResult, msg = enumField(f, "result", ackAcked, ackNotFound); msg != "" {
+				return msg
+			}
+		}
+	case opRedrive:
+		if op.N, _, msg = optInt("n"); msg != "" {
+			return msg
+		}
+		if baseMailbox(op.Mailbox) != op.Mailbox {
+			return "a redrive names the mailbox the dead letters go back to, not its .dlq"
+		}
+		if op.Outcome == outOK {
+			var ok bool
+			if op.Moved, ok, msg = optInt("moved"); msg != "" {
+				return msg
+			}
+			if !ok {
+				return `missing field "moved" (required for a redrive with outcome ok)`
+			}
+		}
+	}
+	return ""
 }
 
 func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }

@@ -53,9 +53,28 @@ type linChecker struct {
 	vizModel          porcupine.Model // the model the explanation used
 	certs             map[string]*certificate
 	prunedExplanation bool
+	// Lease groups (lease.go), by base mailbox, checked with their own model.
+	groups   map[string]*leaseGroup
+	leaseViz *leaseGroup // the group the timeline shows, when it shows one
 }
 
+// leaseOptions are the lease model's parameters (lease.go).
+type leaseOptions struct {
+	maxDeliveries int
+	slackNs       int64
+}
+
+var defaultLeaseOptions = leaseOptions{maxDeliveries: 5, slackNs: 25_000_000}
+
 func newLinChecker(h *History) *linChecker {
+	lc, err := newLinCheckerOpts(h, defaultLeaseOptions)
+	if err != nil {
+		panic(err)
+	}
+	return lc
+}
+
+func newLinCheckerOpts(h *History, lo leaseOptions) (*linChecker, error) {
 	lc := &linChecker{h: h, vt: newValueTable(), byBox: map[string][]porcupine.Operation{}, boxIdx: map[string]int{}, unobserved: map[string]int{}, purged: map[string]bool{}}
 	for i, b := range h.Mailboxes {
 		lc.boxIdx[b] = i
@@ -76,8 +95,24 @@ func newLinChecker(h *History) *linChecker {
 	unkBit := map[*Op]int8{}
 	lc.hints = &hints{unkCalls: make([][]int64, len(h.Mailboxes))}
 	unk := make([][]*Op, len(h.Mailboxes))
+	inGroup := func(op *Op) bool { return h.IsLeaseGroup(h.PartitionOf(op.Mailbox)) }
+	lc.groups = map[string]*leaseGroup{}
+	groupOps := map[string][]*Op{}
 	for i := range h.Ops {
-		if op := &h.Ops[i]; op.Kind == opConsume && op.Outcome == outUnknown {
+		if op := &h.Ops[i]; inGroup(op) {
+			p := h.PartitionOf(op.Mailbox)
+			groupOps[p] = append(groupOps[p], op)
+		}
+	}
+	for p, ops := range groupOps {
+		g, err := buildLeaseGroup(h, lc.vt, p, ops, lo.maxDeliveries, lo.slackNs, lc.inf)
+		if err != nil {
+			return nil, err
+		}
+		lc.groups[p] = g
+	}
+	for i := range h.Ops {
+		if op := &h.Ops[i]; op.Kind == opConsume && op.Outcome == outUnknown && !inGroup(op) {
 			b := lc.boxIdx[op.Mailbox]
 			unk[b] = append(unk[b], op)
 		}
@@ -107,7 +142,7 @@ func newLinChecker(h *History) *linChecker {
 	}
 	for i := range h.Ops {
 		op := &h.Ops[i]
-		if op.Outcome == outFail || (op.Kind == opPeek && op.Outcome != outOK) {
+		if op.Outcome == outFail || (op.Kind == opPeek && op.Outcome != outOK) || inGroup(op) {
 			continue
 		}
 		in := qInput{unknown: op.Outcome == outUnknown, box: int32(lc.boxIdx[op.Mailbox]), unkBit: -1, idx: int32(op.Index)}
@@ -256,7 +291,7 @@ func newLinChecker(h *History) *linChecker {
 	plain := *lc.hints
 	plain.noPrune = true
 	lc.plainModel = newModel(lc.vt, &plain)
-	return lc
+	return lc, nil
 }
 
 // reorderPuts changes the order in which the search tries concurrent puts,
@@ -268,6 +303,18 @@ func newLinChecker(h *History) *linChecker {
 // timestamps of the puts are handed out again in the order in which their
 // values were first seen at the head (values never seen last).
 func reorderPuts(ops []porcupine.Operation, hi *hints) {
+	reorderPutsBy(ops, func(in interface{}) (bool, int64, int64) {
+		q := in.(qInput)
+		if q.kind != 'p' {
+			return false, 0, 0
+		}
+		return true, hi.hb[q.val], hi.rc[q.val]
+	})
+}
+
+// reorderPutsBy is reorderPuts for any model: key says whether an op is a
+// put and the order keys of its value (first seen, then removal bound).
+func reorderPutsBy(ops []porcupine.Operation, key func(in interface{}) (bool, int64, int64)) {
 	type ev struct {
 		t   int64
 		ret bool
@@ -283,18 +330,14 @@ func reorderPuts(ops []porcupine.Operation, hi *hints) {
 		}
 		return !evs[i].ret && evs[j].ret // calls before returns, as porcupine orders them
 	})
-	key := func(i int) (int64, int64) {
-		in := ops[i].Input.(qInput)
-		return hi.hb[in.val], hi.rc[in.val]
-	}
 	var puts []int
 	var times []int64
 	flush := func() {
 		if len(puts) > 1 {
 			sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 			sort.SliceStable(puts, func(i, j int) bool {
-				hi, ri := key(puts[i])
-				hj, rj := key(puts[j])
+				_, hi, ri := key(ops[puts[i]].Input)
+				_, hj, rj := key(ops[puts[j]].Input)
 				if hi != hj {
 					return hi < hj
 				}
@@ -311,7 +354,7 @@ func reorderPuts(ops []porcupine.Operation, hi *hints) {
 			flush()
 			continue
 		}
-		if in := ops[e.op].Input.(qInput); in.kind == 'p' {
+		if isPut, _, _ := key(ops[e.op].Input); isPut {
 			puts = append(puts, e.op)
 			times = append(times, e.t)
 		}
@@ -533,22 +576,34 @@ func tighten(ops []porcupine.Operation, hi *hints) (conflict int) {
 // checkAll checks every mailbox, jobs at a time, each with its own timeout
 // (0: none).
 func (lc *linChecker) checkAll(timeout time.Duration, jobs int) []*linResult {
-	results := make([]*linResult, len(lc.h.Mailboxes))
+	results := make([]*linResult, len(lc.h.Partitions))
 	if jobs < 1 {
 		jobs = 1
 	}
 	sem := make(chan struct{}, jobs)
 	var wg sync.WaitGroup
-	for i, box := range lc.h.Mailboxes {
+	for i, box := range lc.h.Partitions {
 		ops := lc.byBox[box]
+		model := lc.model
 		r := &linResult{Mailbox: box, Ops: len(ops), Unobserved: lc.unobserved[box]}
+		if g := lc.groups[box]; g != nil {
+			ops, model = g.ops, g.model
+			r.Ops, r.Unobserved = len(ops), g.unobserved
+		}
 		for _, o := range ops {
 			m := o.Metadata.(*opMeta)
 			if m.infRet {
 				r.Unknown++
 			}
-			if o.Input.(qInput).observed {
-				r.Observed++
+			switch in := o.Input.(type) {
+			case qInput:
+				if in.observed {
+					r.Observed++
+				}
+			case lInput:
+				if in.observed {
+					r.Observed++
+				}
 			}
 		}
 		results[i] = r
@@ -563,7 +618,7 @@ func (lc *linChecker) checkAll(timeout time.Duration, jobs int) []*linResult {
 				r.Elapsed = time.Since(start)
 				return
 			}
-			res := porcupine.CheckOperationsTimeout(lc.model, ops, timeout)
+			res := porcupine.CheckOperationsTimeout(model, ops, timeout)
 			r.Elapsed = time.Since(start)
 			switch res {
 			case porcupine.Ok:
@@ -583,6 +638,28 @@ func (lc *linChecker) checkAll(timeout time.Duration, jobs int) []*linResult {
 // (which records partial linearizations for the visualization) and fills in
 // the longest linearizable prefix and the op the search got stuck at.
 func (lc *linChecker) explain(bad []*linResult, plainTimeout, timeout time.Duration) porcupine.LinearizationInfo {
+	var fifoBad []*linResult
+	var leaseInfo *porcupine.LinearizationInfo
+	for _, r := range bad {
+		g := lc.groups[r.Mailbox]
+		if g == nil {
+			fifoBad = append(fifoBad, r)
+			continue
+		}
+		// A lease group: its own model, no reductions to undo.
+		_, info := porcupine.CheckOperationsVerbose(g.model, g.ops, plainTimeout)
+		r.Plain = true
+		fillStuck(r, info, g.ops)
+		if leaseInfo == nil {
+			leaseInfo, lc.leaseViz = &info, g
+		}
+	}
+	if len(fifoBad) == 0 {
+		lc.vizModel = lc.leaseViz.model
+		return *leaseInfo
+	}
+	lc.leaseViz = nil
+	bad = fifoBad
 	order := map[string]int{}
 	for i, r := range bad {
 		order[r.Mailbox] = i
@@ -628,37 +705,49 @@ func (lc *linChecker) explain(bad []*linResult, plainTimeout, timeout time.Durat
 		if i >= len(partials) {
 			break
 		}
-		longest := []porcupine.Operation{}
-		for _, p := range partials[i] {
-			if len(p) > len(longest) {
-				longest = p
-			}
-		}
-		in := map[*Op]bool{}
-		for _, o := range longest {
-			in[o.Metadata.(*opMeta).op] = true
-		}
-		r.Prefix = len(longest)
-		var outside []porcupine.Operation
 		src := lc.byBox
 		if explainedPlain {
 			src = lc.origByBox
 		}
-		for _, o := range src[r.Mailbox] {
-			if !in[o.Metadata.(*opMeta).op] {
-				outside = append(outside, o)
-			}
-		}
-		sort.SliceStable(outside, func(a, b int) bool {
-			if outside[a].Return != outside[b].Return {
-				return outside[a].Return < outside[b].Return
-			}
-			return outside[a].Call < outside[b].Call
-		})
-		r.StuckOps = len(outside)
-		if len(outside) > 0 {
-			r.Stuck = outside[0].Metadata.(*opMeta).op
-		}
+		fillStuckFrom(r, partials[i], src[r.Mailbox])
 	}
 	return info
+}
+
+// fillStuck fills the longest linearizable prefix of a single-partition
+// verbose check, and the earliest-returning op outside it.
+func fillStuck(r *linResult, info porcupine.LinearizationInfo, ops []porcupine.Operation) {
+	if partials := info.PartialLinearizationsOperations(); len(partials) > 0 {
+		fillStuckFrom(r, partials[0], ops)
+	}
+}
+
+func fillStuckFrom(r *linResult, partials [][]porcupine.Operation, ops []porcupine.Operation) {
+	longest := []porcupine.Operation{}
+	for _, p := range partials {
+		if len(p) > len(longest) {
+			longest = p
+		}
+	}
+	in := map[*Op]bool{}
+	for _, o := range longest {
+		in[o.Metadata.(*opMeta).op] = true
+	}
+	r.Prefix = len(longest)
+	var outside []porcupine.Operation
+	for _, o := range ops {
+		if !in[o.Metadata.(*opMeta).op] {
+			outside = append(outside, o)
+		}
+	}
+	sort.SliceStable(outside, func(a, b int) bool {
+		if outside[a].Return != outside[b].Return {
+			return outside[a].Return < outside[b].Return
+		}
+		return outside[a].Call < outside[b].Call
+	})
+	r.StuckOps = len(outside)
+	if len(outside) > 0 {
+		r.Stuck = outside[0].Metadata.(*opMeta).op
+	}
 }

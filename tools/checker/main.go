@@ -36,6 +36,7 @@ type options struct {
 	jobs     int
 	noDrain  bool
 	maxList  int
+	lease    leaseOptions
 }
 
 func main() {
@@ -53,6 +54,8 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.explain, "explain-timeout", 5*time.Second, "on a violation, time allowed to the plain (unpruned) search whose partial linearizations the timeline shows; past it the pruned search is shown")
 	fs.IntVar(&o.jobs, "jobs", runtime.GOMAXPROCS(0), "mailboxes checked in parallel")
 	fs.BoolVar(&o.noDrain, "no-drain", false, "the history does not end by draining every mailbox: an acknowledged put never consumed counts as lost only if the mailbox was later seen empty")
+	fs.IntVar(&o.lease.maxDeliveries, "max-deliveries", defaultLeaseOptions.maxDeliveries, "the nodes' --max-deliveries: a leased message whose lease ends after this many deliveries moves to <box>.dlq")
+	fs.Int64Var(&o.lease.slackNs, "lease-slack-ns", defaultLeaseOptions.slackNs, "clock slack (ns) when comparing a lease's end, in the log's clock, with the history's call and return times")
 	fs.IntVar(&o.maxList, "max-list", 20, "anomalies listed per kind and mailbox on stdout (all are in --json and the HTML)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: checker [flags] HISTORY.jsonl   (- for stdin)\n\n"+
@@ -79,6 +82,9 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("expected exactly one history file, got %d", len(pos))
 	}
 	o.history = pos[0]
+	if o.lease.maxDeliveries < 1 || o.lease.slackNs < 0 {
+		return nil, fmt.Errorf("--max-deliveries must be at least 1 and --lease-slack-ns not negative")
+	}
 	if o.timeout < 0 {
 		return nil, fmt.Errorf("--timeout must not be negative")
 	}
@@ -121,28 +127,43 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	rep := &Report{History: name, Operations: len(h.Ops), Clients: len(h.Clients),
 		TimeoutSeconds: o.timeout.Seconds(), Counts: map[string]*OutcomeCounts{},
 		origin: h.MinTime}
-	for _, k := range []string{opPut, opConsume, opPeek, opPurge} {
+	for _, k := range []string{opPut, opConsume, opPeek, opPurge, opAck, opRedrive} {
 		rep.Counts[k] = &OutcomeCounts{}
 	}
-	opsByBox := map[string][]*Op{}
+	opsByPart := map[string][]*Op{}
 	for i := range h.Ops {
 		op := &h.Ops[i]
 		rep.Counts[op.Kind].add(op)
-		opsByBox[op.Mailbox] = append(opsByBox[op.Mailbox], op)
+		p := h.PartitionOf(op.Mailbox)
+		opsByPart[p] = append(opsByPart[p], op)
 	}
 
-	// Accounting.
+	// Accounting, per partition (a mailbox, or a lease group: a mailbox
+	// with its .dlq).
 	boxReports := map[string]*MailboxReport{}
-	for _, box := range h.Mailboxes {
-		acc, an := accountMailbox(h, box, opsByBox[box], o.noDrain)
-		mr := &MailboxReport{Mailbox: box, Ops: len(opsByBox[box]), Account: acc}
+	for _, box := range h.Partitions {
+		var acc *Account
+		var an []Anomaly
+		if h.IsLeaseGroup(box) {
+			acc, an = accountLeaseGroup(h, box, opsByPart[box], o.noDrain, o.lease)
+		} else {
+			acc, an = accountMailbox(h, box, opsByPart[box], o.noDrain)
+		}
+		mr := &MailboxReport{Mailbox: box, Ops: len(opsByPart[box]), Account: acc}
+		if h.IsLeaseGroup(box) {
+			mr.LeaseGroup = true
+		}
 		rep.Mailboxes = append(rep.Mailboxes, mr)
 		boxReports[box] = mr
 		rep.Anomalies = append(rep.Anomalies, an...)
 	}
 
 	// Linearizability.
-	lc := newLinChecker(h)
+	lc, err := newLinCheckerOpts(h, o.lease)
+	if err != nil {
+		fmt.Fprintf(stderr, "checker: bad history: %v\n", err)
+		return exitBadInput
+	}
 	results := lc.checkAll(o.timeout, o.jobs)
 	var bad []*linResult
 	for _, r := range results {
@@ -249,7 +270,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return code
 }
 
-var kindOrder = map[string]int{kindNotLinearizable: 0, kindLost: 1, kindDuplicate: 2, kindPhantom: 3, kindOutOfOrder: 4, kindInconclusive: 5}
+var kindOrder = map[string]int{kindNotLinearizable: 0, kindLost: 1, kindDuplicate: 2, kindPhantom: 3, kindOutOfOrder: 4, kindRedelivered: 5, kindRedriveLimit: 6, kindInconclusive: 7}
 
 func sortAnomalies(as []Anomaly) {
 	sort.SliceStable(as, func(i, j int) bool {

@@ -40,6 +40,8 @@ type MailboxReport struct {
 	CheckSeconds          float64  `json:"check_seconds"`
 	LongestPrefix         *int     `json:"longest_linearizable_prefix,omitempty"`
 	Account               *Account `json:"accounting"`
+	// A lease group: the mailbox checked with its .dlq (lease.go).
+	LeaseGroup bool `json:"lease_group,omitempty"`
 }
 
 func (r *Report) relTime(t int64) string {
@@ -72,10 +74,10 @@ func printSummary(w io.Writer, r *Report, maxList int) {
 	fmt.Fprintf(w, "history: %s: %d ops, %d clients, %d mailboxes (times below are relative to the first call)\n",
 		r.History, r.Operations, r.Clients, len(r.Mailboxes))
 	fmt.Fprintf(w, "%-8s %8s %8s %8s %8s\n", "op", "ok", "ok-empty", "fail", "unknown")
-	for _, k := range []string{opPut, opConsume, opPeek, opPurge} {
+	for _, k := range []string{opPut, opConsume, opPeek, opPurge, opAck, opRedrive} {
 		c := r.Counts[k]
-		if k == opPurge && c.OK+c.Fail+c.Unknown == 0 {
-			continue // histories without purges print as before
+		if (k == opPurge || k == opAck || k == opRedrive) && c.OK+c.OKEmpty+c.Fail+c.Unknown == 0 {
+			continue // histories without them print as before
 		}
 		empty := fmt.Sprint(c.OKEmpty)
 		if k == opPut {
@@ -87,15 +89,28 @@ func printSummary(w io.Writer, r *Report, maxList int) {
 	for _, m := range r.Mailboxes {
 		a := m.Account
 		acc := "ok"
-		if n := a.Lost + a.Duplicates + a.Phantoms + a.OutOfOrder; n > 0 {
+		if n := a.Lost + a.Duplicates + a.Phantoms + a.OutOfOrder + a.EarlyRedeliveries + a.RedriveOverLimit; n > 0 {
 			acc = fmt.Sprintf("VIOLATION (lost %d, duplicated %d, phantom %d, out of order %d)", a.Lost, a.Duplicates, a.Phantoms, a.OutOfOrder)
+			if m.LeaseGroup {
+				acc = fmt.Sprintf("VIOLATION (lost %d, delivered after removal %d, phantom %d, redelivered under a held lease %d, redrive beyond n %d)",
+					a.Lost, a.Duplicates, a.Phantoms, a.EarlyRedeliveries, a.RedriveOverLimit)
+			}
 		}
 		lin := strings.ToUpper(m.Linearizable)
 		if m.Linearizable == linOK {
 			lin = "ok"
 		}
+		name := m.Mailbox
+		if m.LeaseGroup {
+			name += " (with " + m.Mailbox + dlqSuffix + ", lease model)"
+		}
 		fmt.Fprintf(w, "mailbox %s: %d ops; linearizable: %s (%d ops checked, %d unknown-outcome, %.2fs); accounting: %s\n",
-			m.Mailbox, m.Ops, lin, m.CheckedOps, m.UnknownInfinite, m.CheckSeconds, acc)
+			name, m.Ops, lin, m.CheckedOps, m.UnknownInfinite, m.CheckSeconds, acc)
+		if m.LeaseGroup {
+			fmt.Fprintf(w, "  leases: %d leased deliveries, %d from the .dlq, %d values delivered more than once; acks %d acked, %d not_found, %d unknown; redrives %d ok (%d moved), %d unknown; removed by an ack %d, possibly by an unknown ack %d\n",
+				a.LeasedDeliveries, a.DLQDeliveries, a.Redelivered, a.Acks.OK, a.Acks.OKEmpty, a.Acks.Unknown,
+				a.Redrives.OK, a.RedriveMoved, a.Redrives.Unknown, a.Acked, a.PossiblyAcked)
+		}
 		fmt.Fprintf(w, "  acknowledged puts %d: consumed %d", a.Puts.OK, a.Consumed)
 		if a.Unconsumed > 0 {
 			fmt.Fprintf(w, ", never consumed %d", a.Unconsumed)
@@ -273,6 +288,9 @@ func anomalyTable(w *bytes.Buffer, r *Report) {
 }
 
 func vizNote(lc *linChecker) string {
+	if lc.leaseViz != nil {
+		return "Lease model (a mailbox with its .dlq; entries shown as value/deliveries): intervals as recorded; lease ends and sweeps are not drawn (they happen between operations, within the bounds the checker derives)."
+	}
 	if lc.prunedExplanation {
 		return "The plain search did not finish within the time limit, so this shows the pruned search: intervals tightened to what any linearization must respect, and puts rejected as soon as they are certain to fail later (the first red op may be such a put)."
 	}
