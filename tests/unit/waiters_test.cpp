@@ -237,7 +237,7 @@ TEST(RaftDriverWaiters, AtMostKMaxParkedWaitersThenUnavailable) {
   ASSERT_TRUE(results[woken].status.is_ok()) << results[woken].status.message;
   ASSERT_EQ(results[woken].messages.size(), 1u);
   EXPECT_EQ(results[woken].messages[0].id, put_id);
-  EXPECT_EQ(results[woken].messages[0].body->payload, "for the waiter");
+  EXPECT_EQ(results[woken].messages[0].body->payload(), "for the waiter");
   EXPECT_EQ(d.status().parked_waiters, limits::kMaxParkedWaiters - 1);
   EXPECT_EQ(d.state().stats(box_name(woken), 0).messages, 0u) << "delivered once, and gone";
 
