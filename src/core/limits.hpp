@@ -78,6 +78,11 @@ inline constexpr unsigned kMaxTrailingEntries = 65536;
 // state (a million one-message mailboxes) does not keep 64 MiB of log in
 // memory for it.
 inline constexpr uint64_t kTrailingLogSnapshotFraction = 8;
+// ...but never less than this many bytes (while snapshot_trailing_bytes
+// allows): a small state's followers a few hundred entries behind still
+// catch up from the log, not by an install; 4 MiB is noise beside a state
+// large enough for the fraction to matter.
+inline constexpr uint64_t kMinTrailingLogBytes = 4ULL << 20;
 // A snapshot is taken after at least (stored messages / this) log entries
 // (and at least DriverOptions::snapshot_threshold_entries), so the cost of
 // walking a large state is spread over proportionally many entries.

@@ -151,7 +151,9 @@ Status RaftDriver::start(DurableState durable) {
       // log. Keep in memory only the share a snapshot keeps (as before the
       // restart): the disk, cut a segment at a time, may hold far more.
       const uint64_t budget = std::min<uint64_t>(options_.snapshot_trailing_bytes,
-                                                 durable.snapshot.data_bytes / limits::kTrailingLogSnapshotFraction);
+                                                 std::max<uint64_t>(limits::kMinTrailingLogBytes,
+                                                                    durable.snapshot.data_bytes /
+                                                                        limits::kTrailingLogSnapshotFraction));
       const size_t at_snapshot = static_cast<size_t>(snapshot_index - first);
       size_t kept = 0;
       uint64_t bytes = 0;
@@ -1358,7 +1360,9 @@ void RaftDriver::on_snapshot_written(uint64_t ticket, const IoStatus& status) {
   if (log_entries_since_snapshot_ > 0) {
     const uint64_t average = std::max<uint64_t>(1, log_bytes_since_snapshot_ / log_entries_since_snapshot_);
     const uint64_t trailing_bytes =
-        std::min<uint64_t>(options_.snapshot_trailing_bytes, meta.data_bytes / limits::kTrailingLogSnapshotFraction);
+        std::min<uint64_t>(options_.snapshot_trailing_bytes,
+                           std::max<uint64_t>(limits::kMinTrailingLogBytes,
+                                              meta.data_bytes / limits::kTrailingLogSnapshotFraction));
     trailing = std::clamp<uint64_t>(trailing_bytes / average, options_.snapshot_trailing_entries,
                                     std::max<uint64_t>(options_.snapshot_trailing_entries, limits::kMaxTrailingEntries));
   }

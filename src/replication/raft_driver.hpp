@@ -70,7 +70,8 @@ struct DriverOptions {
   uint64_t min_snapshot_log_bytes = 16ULL << 20;
   uint64_t snapshot_max_log_bytes = 256ULL << 20;
   // Log kept after a snapshot so that a follower a little behind catches up
-  // by entries: about this many bytes (at most an eighth of the snapshot,
+  // by entries: about this many bytes (at most an eighth of the snapshot but
+  // not below limits::kMinTrailingLogBytes,
   // limits::kTrailingLogSnapshotFraction), at least this many entries.
   uint64_t snapshot_trailing_bytes = 64ULL << 20;
   unsigned snapshot_trailing_entries = 64;
