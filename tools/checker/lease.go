@@ -595,15 +595,7 @@ func newLeaseModel(vt *valueTable, cfg *leaseModelCfg) porcupine.Model {
 			if !ok || m == nil {
 				return ""
 			}
-			o := m.op
-			s := fmt.Sprintf("line %d, client %d, %s %s, outcome %s, call_ns %d", o.Line, o.Client, o.Mailbox, o.Kind, o.Outcome, o.Call)
-			if o.HasReturn {
-				s += fmt.Sprintf(", return_ns %d", o.Return)
-			}
-			if m.infRet {
-				s += "; return treated as infinity"
-			}
-			return html.EscapeString(s)
+			return html.EscapeString(describeOp(m))
 		},
 	}
 	return nd.ToModel()

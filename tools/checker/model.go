@@ -465,14 +465,8 @@ func newModel(vt *valueTable, hi *hints) porcupine.Model {
 			if !ok || m == nil {
 				return ""
 			}
+			s := describeOp(m)
 			o := m.op
-			s := fmt.Sprintf("line %d, client %d, %s %s, outcome %s, call_ns %d", o.Line, o.Client, o.Mailbox, o.Kind, o.Outcome, o.Call)
-			if o.HasReturn {
-				s += fmt.Sprintf(", return_ns %d", o.Return)
-			}
-			if m.infRet {
-				s += "; return treated as infinity"
-			}
 			if m.call != o.Call || (!m.infRet && (!o.HasReturn || m.ret != o.Return)) {
 				s += fmt.Sprintf("; checked as [%d, %d] (bounds any linearization must respect)", m.call, m.ret)
 			}
@@ -480,4 +474,17 @@ func newModel(vt *valueTable, hi *hints) porcupine.Model {
 		},
 	}
 	return nd.ToModel()
+}
+
+// describeOp: an operation as the visualization shows it (plain text).
+func describeOp(m *opMeta) string {
+	o := m.op
+	s := fmt.Sprintf("line %d, client %d, %s %s, outcome %s, call_ns %d", o.Line, o.Client, o.Mailbox, o.Kind, o.Outcome, o.Call)
+	if o.HasReturn {
+		s += fmt.Sprintf(", return_ns %d", o.Return)
+	}
+	if m.infRet {
+		s += "; return treated as infinity"
+	}
+	return s
 }
